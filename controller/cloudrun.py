@@ -1,0 +1,221 @@
+"""The adapter over the Cloud Run Admin API v2: the only module here that speaks `google.cloud.run_v2`.
+
+Owns building the real `ServicesClient` (an insecure channel to `CLOUD_RUN_EMULATOR_HOST` when set,
+Application Default Credentials and the real endpoint otherwise), reading services into
+`ObservedService`s, writing `FieldChange`s back as one read-modify-write update (the etag read, an
+`update_mask` of the changed owned paths, `template.revision` cleared), and translating Google's
+exceptions into `controller.errors` at this boundary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.api_core.future import polling
+from google.auth import exceptions as auth_exceptions
+from google.cloud import run_v2
+from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
+from google.protobuf import field_mask_pb2
+
+from controller import __version__
+from controller.diff import FieldChange, ManagedField
+from controller.errors import ConflictError, NotFoundError, PermanentError, ReconcilerError, TransientError
+from controller.model import (
+    DEFAULT_REVISION_MAX_INSTANCES,
+    DEFAULT_TIMEOUT_SECONDS,
+    LiveService,
+    ObservedContainer,
+    ObservedService,
+)
+from controller.redact import redact_text
+from desired import EnvValue, SecretRef, ServiceKey
+
+__all__ = ["CLIENT_NAME", "EMULATOR_HOST_ENV", "CloudRunServices", "observe", "services_client"]
+
+EMULATOR_HOST_ENV = "CLOUD_RUN_EMULATOR_HOST"
+CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
+
+_MASK_PATHS = {
+    ManagedField.SERVICE_MIN_INSTANCES: "scaling.min_instance_count",
+    ManagedField.SERVICE_MAX_INSTANCES: "scaling.max_instance_count",
+    ManagedField.TIMEOUT: "template.timeout",
+    ManagedField.REVISION_MIN_INSTANCES: "template.scaling.min_instance_count",
+    ManagedField.REVISION_MAX_INSTANCES: "template.scaling.max_instance_count",
+    # A field mask cannot index into a repeated field: the containers go back whole, as read.
+    ManagedField.CPU_IDLE: "template.containers",
+    ManagedField.ENV: "template.containers",
+}
+_CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
+_TRANSIENT = (
+    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted, gexc.TooManyRequests,
+    gexc.InternalServerError, gexc.Cancelled, gexc.RetryError, gexc.Unknown,
+)
+
+
+def services_client(emulator_host: str | None = None) -> run_v2.ServicesClient:
+    """The real client: to the emulator over plaintext when a host is given or set, else to Google."""
+    host = emulator_host if emulator_host is not None else os.environ.get(EMULATOR_HOST_ENV, "")
+    if host:
+        return run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=grpc.insecure_channel(host)))
+    try:
+        return run_v2.ServicesClient()
+    except auth_exceptions.DefaultCredentialsError as error:
+        raise PermanentError(
+            "no Google credentials: run `gcloud auth application-default login`, or set "
+            f"{EMULATOR_HOST_ENV}=host:port to use a local emulator ({error})"
+        ) from None
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Map Google's exceptions to the controller's own, with redacted messages."""
+    try:
+        yield
+    except gexc.GoogleAPICallError as error:
+        code = error.grpc_status_code.name if error.grpc_status_code else str(error.code)
+        message = redact_text(f"{code}: {error.message}")
+        if isinstance(error, _CONFLICT):
+            raise ConflictError(message, code) from None
+        if isinstance(error, gexc.NotFound):
+            raise NotFoundError(message, code) from None
+        if isinstance(error, _TRANSIENT):
+            raise TransientError(message, code) from None
+        raise PermanentError(message, code) from None
+    except gexc.RetryError as error:
+        raise TransientError(redact_text(f"gave up waiting: {error.message}"), "DEADLINE_EXCEEDED") from None
+
+
+class CloudRunServices:
+    """Reads and writes Cloud Run services through one `ServicesClient`."""
+
+    def __init__(self, client: run_v2.ServicesClient, *, operation_timeout: float = 600.0) -> None:
+        self._client = client
+        self._operation_timeout = operation_timeout
+        # The library's default LRO polling starts near 1 s; a Cloud Run update is usually done sooner.
+        self._polling = polling.DEFAULT_POLLING.with_delay(initial=0.05, maximum=5.0, multiplier=1.5).with_timeout(
+            operation_timeout
+        )
+
+    def close(self) -> None:
+        """Close the channel (before an in-process emulator stops, so no call is cut)."""
+        self._client.transport.close()
+
+    def list_services(self, project: str, region: str) -> list[LiveService]:
+        """Every service in one project and region: one paged `ListServices`, not a Get per service."""
+        with _translated():
+            pager = self._client.list_services(request={"parent": f"projects/{project}/locations/{region}"})
+            return [_live(service) for service in pager]
+
+    def get_service(self, key: ServiceKey) -> LiveService:
+        with _translated():
+            return _live(self._client.get_service(request={"name": key.resource_name}))
+
+    def apply(self, live: LiveService, changes: Iterable[FieldChange]) -> LiveService:
+        """Write `changes` onto the service as read, guarded by its etag; return the service as updated."""
+        service, paths = _updated(live.raw, changes)
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        with _translated():
+            operation = self._client.update_service(request=request)
+            return _live(operation.result(timeout=self._operation_timeout, polling=self._polling))
+
+
+def _live(service: run_v2.Service) -> LiveService:
+    return LiveService(observe(service), service)
+
+
+def observe(service: run_v2.Service) -> ObservedService:
+    """The managed view of a service, with Cloud Run's defaults filled in where it left a field out."""
+    pb = run_v2.Service.pb(service)
+    _, project, _, region, _, name = pb.name.split("/")
+    template = pb.template
+    timeout = template.timeout.seconds + template.timeout.nanos / 1e9 if template.HasField("timeout") else None
+    return ObservedService(
+        key=ServiceKey(project=project, region=region, name=name),
+        etag=pb.etag,
+        generation=pb.generation,
+        timeout_seconds=DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout,
+        service_min_instances=pb.scaling.min_instance_count,
+        service_max_instances=pb.scaling.max_instance_count or None,
+        revision_min_instances=template.scaling.min_instance_count,
+        revision_max_instances=template.scaling.max_instance_count or DEFAULT_REVISION_MAX_INSTANCES,
+        containers=tuple(_container(index, c) for index, c in enumerate(template.containers)),
+        latest_ready_revision=pb.latest_ready_revision.rsplit("/", 1)[-1],
+        last_modifier=pb.last_modifier,
+        client=pb.client,
+        labels=tuple(sorted(pb.labels.items())),
+    )
+
+
+def _container(index: int, container: Any) -> ObservedContainer:
+    return ObservedContainer(
+        index=index,
+        name=container.name,
+        image=container.image,
+        serves_ingress=len(container.ports) > 0,
+        cpu_idle=container.resources.cpu_idle if container.HasField("resources") else True,
+        env=tuple((env.name, _env_value(env)) for env in container.env),
+    )
+
+
+def _env_value(env: Any) -> EnvValue:
+    if env.HasField("value_source"):
+        ref = env.value_source.secret_key_ref
+        return SecretRef(secret=ref.secret, version=ref.version or "latest")
+    return str(env.value)
+
+
+def _updated(raw: run_v2.Service, changes: Iterable[FieldChange]) -> tuple[run_v2.Service, list[str]]:
+    """A copy of `raw` with `changes` written in, and the mask paths they touch, in a stable order."""
+    pb = type(run_v2.Service.pb(raw))()
+    pb.CopyFrom(run_v2.Service.pb(raw))
+    # Re-sending the revision name read back with a changed template is a 409 from Cloud Run.
+    pb.template.revision = ""
+    pb.client, pb.client_version = CLIENT_NAME, __version__
+    paths: list[str] = []
+    for change in changes:
+        _write(pb, change)
+        if _MASK_PATHS[change.field] not in paths:
+            paths.append(_MASK_PATHS[change.field])
+    return run_v2.Service.wrap(pb), paths
+
+
+def _write(pb: Any, change: FieldChange) -> None:
+    field, new = change.field, change.new
+    if field is ManagedField.TIMEOUT:
+        assert isinstance(new, int | float)
+        pb.template.timeout.FromNanoseconds(int(new * 1_000_000_000))
+    elif field is ManagedField.SERVICE_MIN_INSTANCES:
+        pb.scaling.min_instance_count = int(new or 0)
+    elif field is ManagedField.SERVICE_MAX_INSTANCES:
+        pb.scaling.max_instance_count = int(new or 0)
+    elif field is ManagedField.REVISION_MIN_INSTANCES:
+        pb.template.scaling.min_instance_count = int(new or 0)
+    elif field is ManagedField.REVISION_MAX_INSTANCES:
+        pb.template.scaling.max_instance_count = int(new or 0)
+    elif field is ManagedField.CPU_IDLE:
+        _container_pb(pb, change).resources.cpu_idle = bool(new)
+    elif field is ManagedField.ENV:
+        _write_env(_container_pb(pb, change), change.env_name, new)
+
+
+def _container_pb(pb: Any, change: FieldChange) -> Any:
+    index = change.container_index
+    containers = pb.template.containers
+    if index is None or index >= len(containers) or (containers[index].name or f"#{index}") != change.container_label:
+        raise ReconcilerError(f"container {change.container_label} is not where it was planned")
+    return containers[index]
+
+
+def _write_env(container: Any, name: str, value: Any) -> None:
+    entries = [env for env in container.env if env.name == name] or [container.env.add(name=name)]
+    for env in entries:
+        if isinstance(value, SecretRef):
+            env.value_source.secret_key_ref.secret = value.secret
+            env.value_source.secret_key_ref.version = value.version
+        else:
+            env.value = str(value)

@@ -1,0 +1,141 @@
+"""The field-by-field difference between one declared service and its live state. Pure.
+
+Owns what "drift" means: only knobs the spec declares are compared, and they are compared by meaning
+(seconds, not spellings; env vars by name, not position; server defaults already filled in by the
+observer). Returns typed `FieldChange`s in one fixed order, so a plan prints the same way every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
+from controller.model import ObservedContainer, ObservedService
+
+__all__ = ["FieldChange", "ManagedField", "TargetError", "diff_service", "select_container"]
+
+Value = int | float | bool | str | SecretRef | None
+
+
+class ManagedField(IntEnum):
+    """The knobs the controller can own; the value order is the order a plan prints them in."""
+
+    SERVICE_MIN_INSTANCES = 1
+    SERVICE_MAX_INSTANCES = 2
+    TIMEOUT = 3
+    REVISION_MIN_INSTANCES = 4
+    REVISION_MAX_INSTANCES = 5
+    CPU_IDLE = 6
+    ENV = 7
+
+    @property
+    def creates_revision(self) -> bool:
+        """Any change under `template` creates a revision; service-level scaling does not."""
+        return self not in (ManagedField.SERVICE_MIN_INSTANCES, ManagedField.SERVICE_MAX_INSTANCES)
+
+
+_PATHS = {
+    ManagedField.SERVICE_MIN_INSTANCES: "scaling.min_instance_count",
+    ManagedField.SERVICE_MAX_INSTANCES: "scaling.max_instance_count",
+    ManagedField.TIMEOUT: "template.timeout",
+    ManagedField.REVISION_MIN_INSTANCES: "template.scaling.min_instance_count",
+    ManagedField.REVISION_MAX_INSTANCES: "template.scaling.max_instance_count",
+    ManagedField.CPU_IDLE: "template.containers[{container}].resources.cpu_idle",
+    ManagedField.ENV: "template.containers[{container}].env[{env}]",
+}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One owned field that differs: where it is, what it is, what it should be."""
+
+    field: ManagedField
+    old: Value
+    new: Value
+    container_index: int | None = None
+    container_label: str = ""
+    env_name: str = ""
+
+    @property
+    def path(self) -> str:
+        return _PATHS[self.field].format(container=self.container_label, env=self.env_name)
+
+    @property
+    def sort_key(self) -> tuple[int, str, str]:
+        return (self.field.value, self.container_label, self.env_name)
+
+
+class TargetError(ValueError):
+    """The spec cannot be matched to the live service (e.g. the named container does not exist)."""
+
+
+def select_container(spec: ServiceSpec, containers: tuple[ObservedContainer, ...]) -> ObservedContainer:
+    """The container the spec manages: the one it names, else the only one, else the ingress one."""
+    if spec.container is not None:
+        for container in containers:
+            if container.name == spec.container:
+                return container
+        names = ", ".join(c.label for c in containers) or "none"
+        raise TargetError(f"container {spec.container!r} not found (containers: {names})")
+    if len(containers) == 1:
+        return containers[0]
+    ingress = [c for c in containers if c.serves_ingress]
+    if len(ingress) == 1:
+        return ingress[0]
+    raise TargetError(
+        f"the service has {len(containers)} containers and {len(ingress)} serve ingress: "
+        "name the one to manage with `container:`"
+    )
+
+
+def diff_service(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:
+    """Every declared knob whose live meaning differs from the declared one, in print order."""
+    changes = [*_scaling_changes(spec, observed)]
+    if spec.timeout is not None and abs(observed.timeout_seconds - spec.timeout) > 1e-9:
+        changes.append(FieldChange(ManagedField.TIMEOUT, observed.timeout_seconds, spec.timeout))
+    if spec.cpu_always_allocated is not None or spec.env:
+        changes.extend(_container_changes(spec, select_container(spec, observed.containers)))
+    return tuple(sorted(changes, key=lambda change: change.sort_key))
+
+
+def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+    scaling = spec.scaling
+    if scaling is None:
+        return []
+    if scaling.level is ScalingLevel.SERVICE:
+        low_field, high_field = ManagedField.SERVICE_MIN_INSTANCES, ManagedField.SERVICE_MAX_INSTANCES
+        low, high = observed.service_min_instances, observed.service_max_instances
+    else:
+        low_field, high_field = ManagedField.REVISION_MIN_INSTANCES, ManagedField.REVISION_MAX_INSTANCES
+        low, high = observed.revision_min_instances, observed.revision_max_instances
+    changes = []
+    if scaling.min_instances is not None and scaling.min_instances != low:
+        changes.append(FieldChange(low_field, low, scaling.min_instances))
+    if scaling.max_instances is not None and scaling.max_instances != high:
+        changes.append(FieldChange(high_field, high, scaling.max_instances))
+    return changes
+
+
+def _container_changes(spec: ServiceSpec, container: ObservedContainer) -> list[FieldChange]:
+    where = {"container_index": container.index, "container_label": container.label}
+    changes = []
+    if spec.cpu_always_allocated is not None and container.cpu_idle == spec.cpu_always_allocated:
+        changes.append(FieldChange(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated, **where))
+    for name, wanted in sorted(spec.env.items()):
+        live = container.env_value(name)
+        if not _env_equal(live, wanted):
+            changes.append(FieldChange(ManagedField.ENV, live, wanted, env_name=name, **where))
+    return changes
+
+
+def _env_equal(live: EnvValue | None, wanted: EnvValue) -> bool:
+    if isinstance(live, SecretRef) and isinstance(wanted, SecretRef):
+        return _secret_id(live.secret) == _secret_id(wanted.secret) and live.version == wanted.version
+    return live == wanted
+
+
+def _secret_id(secret: str) -> str:
+    """`projects/p/secrets/db-url` and `db-url` name the same secret in the service's project."""
+    parts = secret.split("/")
+    return parts[3] if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" else secret

@@ -1,0 +1,74 @@
+"""What the controller knows of a live service: plain frozen values, never protobufs.
+
+Owns `ObservedService`, the part of a Cloud Run service the diff looks at, already read with the
+server's defaults applied (an absent timeout is 300 s, an absent revision maximum is 100), so that the
+pure core compares meanings and never raw API shapes. The adapter in `controller.cloudrun` builds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from desired import EnvValue, ServiceKey
+
+__all__ = [
+    "DEFAULT_REVISION_MAX_INSTANCES",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "LiveService",
+    "ObservedContainer",
+    "ObservedService",
+]
+
+DEFAULT_TIMEOUT_SECONDS = 300  # template.timeout when the service does not set one
+DEFAULT_REVISION_MAX_INSTANCES = 100  # template.scaling.max_instance_count when unset
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    """One container of the live revision template."""
+
+    index: int
+    name: str
+    image: str
+    serves_ingress: bool
+    cpu_idle: bool  # True (throttled) unless resources say otherwise
+    env: tuple[tuple[str, EnvValue], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How the plan names this container: its name, or its position when it has none."""
+        return self.name or f"#{self.index}"
+
+    def env_value(self, name: str) -> EnvValue | None:
+        for key, value in self.env:
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    """A live Cloud Run service as far as the controller manages it, plus who last wrote it."""
+
+    key: ServiceKey
+    etag: str
+    generation: int
+    timeout_seconds: float
+    service_min_instances: int  # 0: no service-level minimum
+    service_max_instances: int | None  # None: no service-level maximum
+    revision_min_instances: int
+    revision_max_instances: int
+    containers: tuple[ObservedContainer, ...]
+    latest_ready_revision: str = ""
+    last_modifier: str = ""
+    client: str = ""
+    labels: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class LiveService:
+    """What an adapter read: the observed view for the core, and the raw message it writes back from."""
+
+    observed: ObservedService
+    raw: Any  # opaque outside the adapter that made it

@@ -1,0 +1,81 @@
+"""A plan: for each declared service, whether it is in sync, what drifted, or why it cannot be planned. Pure.
+
+Owns the composition of per-service diffs into one fleet-wide `Plan` and the exit code it implies
+(Terraform's `-detailed-exitcode`: 0 in sync, 2 drift, 1 error). It takes what was observed as an
+argument and does no I/O; `controller.reconcile` feeds it and acts on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from controller.diff import FieldChange, TargetError, diff_service
+from controller.model import ObservedService
+from desired import DesiredState, ServiceKey, ServiceSpec
+
+__all__ = ["EXIT_DRIFT", "EXIT_ERROR", "EXIT_IN_SYNC", "Plan", "PlanStatus", "ServicePlan", "plan_fleet", "plan_service"]
+
+EXIT_IN_SYNC, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
+
+
+class PlanStatus(StrEnum):
+    IN_SYNC = "InSync"
+    DRIFTED = "Drifted"
+    MISSING = "Missing"  # declared, not found live; never created: the desired file holds no image
+    ERROR = "Error"  # could not be observed or matched
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """The plan for one service. `observed` is what it was computed from (None when missing or unread)."""
+
+    key: ServiceKey
+    status: PlanStatus
+    changes: tuple[FieldChange, ...] = ()
+    message: str = ""
+    observed: ObservedService | None = None
+
+    @property
+    def creates_revision(self) -> bool:
+        return any(change.field.creates_revision for change in self.changes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    services: tuple[ServicePlan, ...]
+
+    @property
+    def drifted(self) -> tuple[ServicePlan, ...]:
+        return tuple(s for s in self.services if s.status is PlanStatus.DRIFTED)
+
+    @property
+    def exit_code(self) -> int:
+        if any(s.status in (PlanStatus.ERROR, PlanStatus.MISSING) for s in self.services):
+            return EXIT_ERROR
+        return EXIT_DRIFT if self.drifted else EXIT_IN_SYNC
+
+
+def plan_service(spec: ServiceSpec, observed: ObservedService | None, error: str = "") -> ServicePlan:
+    """Plan one service from what was observed of it, or from the error met while observing it."""
+    if error:
+        return ServicePlan(spec.key, PlanStatus.ERROR, message=error)
+    if observed is None:
+        return ServicePlan(spec.key, PlanStatus.MISSING, message="service not found; it is never created here")
+    try:
+        changes = diff_service(spec, observed)
+    except TargetError as target_error:
+        return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
+    status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
+    return ServicePlan(spec.key, status, changes, observed=observed)
+
+
+def plan_fleet(
+    desired: DesiredState,
+    observed: Mapping[ServiceKey, ObservedService],
+    errors: Mapping[ServiceKey, str] | None = None,
+) -> Plan:
+    """Plan every declared service, in the order the desired file declares them."""
+    errors = errors or {}
+    return Plan(tuple(plan_service(s, observed.get(s.key), errors.get(s.key, "")) for s in desired.services))

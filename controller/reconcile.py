@@ -1,0 +1,151 @@
+"""One reconcile pass: observe the fleet, plan it, apply the plan. The thin composer of the shell.
+
+Owns the order of a pass and nothing else: one `ListServices` per project and region, a pure plan, then
+per service a read-modify-write guarded by the etag. A stale etag means the service changed since it
+was read: re-read, re-plan, retry a bounded number of times, so a plan computed on stale data is never
+applied. One failed service never aborts the pass. Dry run is this same pass with the write switched off.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+
+from controller.diff import FieldChange, diff_service
+from controller.errors import ConflictError, ReconcilerError
+from controller.model import LiveService
+from controller.plan import Plan, PlanStatus, ServicePlan, plan_fleet, plan_service
+from desired import DesiredState, ServiceKey, ServiceSpec
+
+__all__ = ["ApplyResult", "PassResult", "ServiceOutcome", "ServicesGateway", "observe_fleet", "reconcile"]
+
+_log = structlog.get_logger(__name__)
+MAX_CONFLICT_RETRIES = 3
+
+
+class ServicesGateway(Protocol):
+    """What a pass needs from Cloud Run; `controller.cloudrun.CloudRunServices` is the real one."""
+
+    def list_services(self, project: str, region: str) -> list[LiveService]: ...
+
+    def get_service(self, key: ServiceKey) -> LiveService: ...
+
+    def apply(self, live: LiveService, changes: Sequence[FieldChange]) -> LiveService: ...
+
+
+class ApplyResult(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"  # in sync already, or made so by someone else meanwhile
+    SKIPPED = "skipped"  # dry run, or nothing that can be applied (missing, error)
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    """What happened to one service in a pass, with the etags and revision that show it."""
+
+    key: ServiceKey
+    result: ApplyResult
+    message: str = ""
+    applied: tuple[FieldChange, ...] = ()
+    etag_before: str = ""
+    etag_after: str = ""
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class PassResult:
+    plan: Plan
+    outcomes: tuple[ServiceOutcome, ...]
+
+    @property
+    def failed(self) -> bool:
+        return any(o.result is ApplyResult.FAILED for o in self.outcomes) or any(
+            s.status in (PlanStatus.ERROR, PlanStatus.MISSING) for s in self.plan.services
+        )
+
+
+def observe_fleet(
+    desired: DesiredState, gateway: ServicesGateway
+) -> tuple[dict[ServiceKey, LiveService], dict[ServiceKey, str]]:
+    """The live state of every declared service, read with one list call per project and region."""
+    wanted: dict[tuple[str, str], list[ServiceKey]] = defaultdict(list)
+    for spec in desired.services:
+        wanted[(spec.key.project, spec.key.region)].append(spec.key)
+    live: dict[ServiceKey, LiveService] = {}
+    errors: dict[ServiceKey, str] = {}
+    for (project, region), keys in wanted.items():
+        try:
+            found = {service.observed.key: service for service in gateway.list_services(project, region)}
+        except ReconcilerError as error:
+            _log.warning("observe_failed", project=project, region=region, error=str(error), code=error.code)
+            errors.update({key: f"cannot list services: {error}" for key in keys})
+            continue
+        live.update({key: found[key] for key in keys if key in found})
+    return live, errors
+
+
+def reconcile(desired: DesiredState, gateway: ServicesGateway, *, dry_run: bool) -> PassResult:
+    """Observe, plan, and (unless `dry_run`) apply every declared service."""
+    live, errors = observe_fleet(desired, gateway)
+    plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors)
+    outcomes = []
+    for spec, service_plan in zip(desired.services, plan.services, strict=True):
+        log = _log.bind(service=spec.name, project=spec.key.project, region=spec.key.region)
+        for change in service_plan.changes:
+            log.info("drift_detected", field=change.path)
+        if service_plan.status is not PlanStatus.DRIFTED or dry_run:
+            outcomes.append(_not_applied(service_plan, dry_run))
+            continue
+        outcomes.append(_apply_service(spec, service_plan, live[spec.key], gateway, log))
+    return PassResult(plan, tuple(outcomes))
+
+
+def _not_applied(service_plan: ServicePlan, dry_run: bool) -> ServiceOutcome:
+    etag = service_plan.observed.etag if service_plan.observed else ""
+    if service_plan.status is PlanStatus.IN_SYNC:
+        return ServiceOutcome(service_plan.key, ApplyResult.UNCHANGED, "in sync", etag_before=etag, etag_after=etag)
+    reason = "dry run: nothing written" if dry_run and service_plan.changes else service_plan.message
+    return ServiceOutcome(service_plan.key, ApplyResult.SKIPPED, reason, etag_before=etag, etag_after=etag)
+
+
+def _apply_service(
+    spec: ServiceSpec, service_plan: ServicePlan, live: LiveService, gateway: ServicesGateway, log: structlog.BoundLogger
+) -> ServiceOutcome:
+    before = live.observed.etag
+    changes = service_plan.changes
+    for attempt in range(MAX_CONFLICT_RETRIES + 1):
+        try:
+            updated = gateway.apply(live, changes)
+        except ConflictError as error:
+            log.info("apply_conflict", attempt=attempt + 1, error=str(error))
+            try:
+                live = gateway.get_service(spec.key)
+            except ReconcilerError as reread_error:
+                return _failed(spec.key, f"re-read after a conflict failed: {reread_error}", before, log)
+            changes = plan_service(spec, live.observed).changes
+            if not changes:
+                return ServiceOutcome(spec.key, ApplyResult.UNCHANGED, "in sync after a concurrent change",
+                                      etag_before=before, etag_after=live.observed.etag)
+            continue
+        except ReconcilerError as error:
+            return _failed(spec.key, str(error), before, log)
+        residual = diff_service(spec, updated.observed)
+        if residual:
+            fields = ", ".join(change.path for change in residual)
+            return _failed(spec.key, f"the API accepted the update but still differs in {fields}", before, log)
+        log.info("applied", fields=[c.path for c in changes], etag=updated.observed.etag,
+                 revision=updated.observed.latest_ready_revision)
+        return ServiceOutcome(spec.key, ApplyResult.APPLIED, f"{len(changes)} field(s) updated", changes,
+                              before, updated.observed.etag, updated.observed.latest_ready_revision)
+    return _failed(spec.key, f"gave up after {MAX_CONFLICT_RETRIES} conflicting concurrent changes", before, log)
+
+
+def _failed(key: ServiceKey, message: str, etag: str, log: structlog.BoundLogger) -> ServiceOutcome:
+    log.error("apply_failed", error=message)
+    return ServiceOutcome(key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)

@@ -1,0 +1,128 @@
+"""How plans and outcomes look: lines for a person, a stable JSON document for machines.
+
+Owns the printable form of every value (durations as `3600s`, unset bounds as `unset`, secrets redacted)
+and the JSON schema of `plan --output json` (`format_version` 1). A change whose old and new values
+print the same once redacted still prints, marked as a change to its secret part.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller.diff import FieldChange, ManagedField, Value
+from controller.plan import Plan, PlanStatus, ServicePlan
+from controller.reconcile import ApplyResult, PassResult
+from controller.redact import redact_env_value
+from desired import SecretRef, format_duration
+
+__all__ = ["outcomes_text", "plan_json", "plan_text"]
+
+FORMAT_VERSION = 1
+_STATUS_MARK = {PlanStatus.IN_SYNC: "=", PlanStatus.DRIFTED: "~", PlanStatus.MISSING: "?", PlanStatus.ERROR: "!"}
+_COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "=": "\033[32m"}
+_RESET = "\033[0m"
+
+
+def format_value(change: FieldChange, value: Value) -> str:
+    """The printable, redacted form of one side of a change."""
+    field = change.field
+    if field is ManagedField.ENV:
+        shown = redact_env_value(change.env_name, value if isinstance(value, str | SecretRef) else None)
+        return shown if value is None or isinstance(value, SecretRef) else json.dumps(shown)
+    if value is None:
+        return "unset"
+    if field is ManagedField.TIMEOUT:
+        assert isinstance(value, int | float)
+        return format_duration(value)
+    if field is ManagedField.CPU_IDLE:
+        return "true (throttled)" if value else "false (always allocated)"
+    return str(value)
+
+
+def _change_line(change: FieldChange, width: int) -> str:
+    old, new = format_value(change, change.old), format_value(change, change.new)
+    note = "  (secret part changed)" if old == new else ""
+    return f"    {change.path:<{width}}  {old} → {new}{note}"
+
+
+def _service_block(service: ServicePlan, color: bool) -> list[str]:
+    mark = _STATUS_MARK[service.status]
+    head = f"{mark} {service.key.name}  [{service.status}]  {service.key.resource_name}"
+    lines = [f"{_COLOR[mark]}{head}{_RESET}" if color else head]
+    width = max((len(change.path) for change in service.changes), default=0)
+    lines.extend(_change_line(change, width) for change in service.changes)
+    if service.changes:
+        lines.append("    (a new revision will be created)" if service.creates_revision else "    (no new revision)")
+    if service.message:
+        lines.append(f"    {service.message}")
+    return lines
+
+
+def plan_text(plan: Plan, *, color: bool = False) -> str:
+    """The plan grouped by service, one line per field, `old → new`."""
+    drifted = plan.drifted
+    fields = sum(len(service.changes) for service in drifted)
+    summary = (
+        f"Plan: {len(plan.services)} service(s) declared, {len(drifted)} drifted ({fields} field(s) to change)"
+        if drifted
+        else f"No changes: {len(plan.services)} service(s) declared"
+    )
+    problems = [s for s in plan.services if s.status in (PlanStatus.MISSING, PlanStatus.ERROR)]
+    if problems:
+        summary += f", {len(problems)} cannot be planned"
+    lines = [summary + "."]
+    for service in plan.services:
+        lines.append("")
+        lines.extend(_service_block(service, color))
+    return "\n".join(lines)
+
+
+def _json_value(change: FieldChange, value: Value) -> Any:
+    if change.field is ManagedField.ENV:
+        if isinstance(value, SecretRef):
+            return {"secret": value.secret, "version": value.version}
+        return None if value is None else redact_env_value(change.env_name, value)
+    return value
+
+
+def plan_json(plan: Plan) -> str:
+    """The plan as JSON (schema: docs in README, `format_version` 1)."""
+    document = {
+        "format_version": FORMAT_VERSION,
+        "exit_code": plan.exit_code,
+        "services": [
+            {
+                "name": service.key.name,
+                "project": service.key.project,
+                "region": service.key.region,
+                "resource": service.key.resource_name,
+                "status": str(service.status),
+                "message": service.message,
+                "etag": service.observed.etag if service.observed else None,
+                "creates_revision": service.creates_revision,
+                "changes": [
+                    {
+                        "path": change.path,
+                        "field": change.field.name.lower(),
+                        "old": _json_value(change, change.old),
+                        "new": _json_value(change, change.new),
+                    }
+                    for change in service.changes
+                ],
+            }
+            for service in plan.services
+        ],
+    }
+    return json.dumps(document, indent=2)
+
+
+def outcomes_text(result: PassResult) -> str:
+    """One line per service: applied, unchanged, skipped or failed, with the etags and revision."""
+    lines = []
+    for outcome in result.outcomes:
+        line = f"{outcome.result.value:>9}  {outcome.key.name}: {outcome.message}"
+        if outcome.result is ApplyResult.APPLIED:
+            line += f"; etag {outcome.etag_before} → {outcome.etag_after}; serving revision {outcome.revision}"
+        lines.append(line)
+    return "\n".join(lines)

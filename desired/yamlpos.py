@@ -1,0 +1,133 @@
+"""Reading YAML while remembering where every value came from.
+
+Owns the one thing PyYAML does not give: a map from each value's path (`("services", 0, "timeout")`)
+to its line and column, so that a validation error can point into the file. It also refuses what
+PyYAML silently accepts: a key given twice in one mapping is an error here, not a last-one-wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+__all__ = ["Mark", "PositionedDocument", "YamlSyntaxError", "parse_yaml"]
+
+Path = tuple[str | int, ...]
+_MAX_DEPTH = 64
+_MAX_NODES = 100_000  # aliases can expand a small file into a huge value ("billion laughs")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A 1-based line and column in the source text."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class YamlSyntaxError(Exception):
+    """The text is not YAML we accept; `mark` says where."""
+
+    mark: Mark
+    reason: str
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class PositionedDocument:
+    """The parsed value plus, for each path, where its key and its value start."""
+
+    value: Any
+    key_marks: dict[Path, Mark]
+    value_marks: dict[Path, Mark]
+
+    def locate(self, path: Path, *, at_key: bool = False) -> Mark:
+        """The closest known position for `path`, walking up to its parents when needed."""
+        marks = self.key_marks if at_key else self.value_marks
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            if prefix in marks:
+                return marks[prefix]
+            if prefix in self.value_marks:
+                return self.value_marks[prefix]
+        return Mark(1, 1)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.loader = yaml.SafeLoader("")
+        self.key_marks: dict[Path, Mark] = {}
+        self.value_marks: dict[Path, Mark] = {}
+        self.nodes = 0
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        if len(path) > _MAX_DEPTH:
+            raise YamlSyntaxError(_mark(node), f"nesting deeper than {_MAX_DEPTH} levels")
+        self.nodes += 1
+        if self.nodes > _MAX_NODES:
+            raise YamlSyntaxError(_mark(node), f"more than {_MAX_NODES} values once aliases are expanded")
+        self.value_marks[path] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as error:
+            raise YamlSyntaxError(_mark(node), str(error).splitlines()[0]) from None
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
+        seen: dict[Any, Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self._key(key_node)
+            if key in seen:
+                first = seen[key]
+                raise YamlSyntaxError(
+                    _mark(key_node), f"duplicate key {key!r} (first given at line {first.line})", (*path, key)
+                )
+            seen[key] = _mark(key_node)
+        try:
+            self.loader.flatten_mapping(node)  # resolves `<<: *anchor`; own keys follow merged ones
+        except yaml.YAMLError as error:
+            raise YamlSyntaxError(_mark(node), str(error).splitlines()[0]) from None
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node)
+            self.key_marks[(*path, key)] = _mark(key_node)
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _key(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise YamlSyntaxError(_mark(node), "a mapping key must be a plain scalar")
+        key = self.loader.construct_object(node)
+        return key if isinstance(key, str | int | float | bool) or key is None else str(key)
+
+
+def parse_yaml(text: str) -> PositionedDocument:
+    """Parse one YAML document; raise YamlSyntaxError with a position on anything malformed."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+        raise YamlSyntaxError(where, error.problem or str(error)) from None
+    except yaml.YAMLError as error:
+        raise YamlSyntaxError(Mark(1, 1), str(error).splitlines()[0]) from None
+    if node is None:
+        return PositionedDocument(None, {}, {})
+    builder = _Builder()
+    try:
+        value = builder.build(node, ())
+    except RecursionError:
+        raise YamlSyntaxError(_mark(node), "the document refers to itself through an alias") from None
+    return PositionedDocument(value, builder.key_marks, builder.value_marks)

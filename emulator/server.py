@@ -1,0 +1,118 @@
+"""The gRPC face of the emulator: Cloud Run's `Services` and `Operations` methods on loopback.
+
+Owns the wire: method paths and (de)serialisers exactly as the `google-cloud-run` client's transport uses
+them, `ApiError` → gRPC status (field violations in the status details, as Google's APIs send them),
+and starting and stopping the server, in-process or standalone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from google.cloud import run_v2
+from google.longrunning import operations_pb2
+from google.rpc import status_pb2
+from grpc_status import rpc_status
+
+from emulator.store import ApiError, ServiceStore
+
+__all__ = ["Emulator"]
+
+_PRINCIPAL_HEADER = "x-emulator-principal"
+
+
+def _pb(message_class: Any) -> Any:
+    return message_class.pb()
+
+
+class Emulator:
+    """A running emulator: `address` for `CLOUD_RUN_EMULATOR_HOST`, `store` for seeding and inspection."""
+
+    def __init__(self, store: ServiceStore | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.store = store or ServiceStore()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self._server.add_generic_rpc_handlers((self._handlers(),))
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        self.address = f"{host}:{bound}"
+
+    def start(self) -> Emulator:
+        self._server.start()
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        self._server.stop(grace).wait()
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def seed(self, services: Iterable[Any]) -> None:
+        for service in services:
+            self.store.seed(service)
+
+    # --- wiring ------------------------------------------------------------------------------------
+
+    def _handlers(self) -> grpc.GenericRpcHandler:
+        store = self.store
+        services = {
+            "GetService": (_pb(run_v2.GetServiceRequest), lambda r, p: store.get(r.name)),
+            "ListServices": (_pb(run_v2.ListServicesRequest), lambda r, p: _list_response(store, r)),
+            "UpdateService": (
+                _pb(run_v2.UpdateServiceRequest),
+                lambda r, p: store.update(r.service, r.update_mask, validate_only=r.validate_only, principal=p),
+            ),
+        }
+        operations = {
+            "GetOperation": (operations_pb2.GetOperationRequest, lambda r, p: store.get_operation(r.name)),
+        }
+        handlers = {
+            **{f"/google.cloud.run.v2.Services/{m}": spec for m, spec in services.items()},
+            **{f"/google.longrunning.Operations/{m}": spec for m, spec in operations.items()},
+        }
+        return _GenericHandler(
+            {
+                path: grpc.unary_unary_rpc_method_handler(
+                    _unary(store, path.rsplit("/", 1)[-1], call),
+                    request_deserializer=request_class.FromString,
+                    response_serializer=lambda message: message.SerializeToString(),
+                )
+                for path, (request_class, call) in handlers.items()
+            }
+        )
+
+
+def _list_response(store: ServiceStore, request: Any) -> Any:
+    page, token = store.list(request.parent, request.page_size, request.page_token)
+    return _pb(run_v2.ListServicesResponse)(services=page, next_page_token=token)
+
+
+def _unary(store: ServiceStore, method: str, call: Callable[[Any, str], Any]) -> Callable[[Any, Any], Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        store.calls[method] += 1
+        metadata = dict(context.invocation_metadata() or ())
+        principal = str(metadata.get(_PRINCIPAL_HEADER) or "user:operator@example.com")
+        try:
+            return call(request, principal)
+        except ApiError as error:
+            status = status_pb2.Status(code=error.code.value[0], message=error.message, details=error.details())
+            context.abort_with_status(rpc_status.to_status(status))
+
+    return handle
+
+
+class _GenericHandler(grpc.GenericRpcHandler):
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._handlers = handlers
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)
