@@ -1,0 +1,50 @@
+"""Shared fixtures: an in-process emulator per test, the real Cloud Run client pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import run_v2
+
+from controller.cloudrun import CloudRunServices, services_client
+from emulator import Emulator, load_seed_file
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = "projects/demo-project/locations/us-central1/services/cagent-api"
+
+
+def as_found_services() -> list[Any]:
+    """cagent-api as the runbook found it (the demo's seed)."""
+    seed = resources.files("emulator").joinpath("seeds/cagent-api-as-found.yaml")
+    with resources.as_file(seed) as path:
+        return load_seed_file(path)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as server:
+        yield server
+
+
+@pytest.fixture
+def client(emulator: Emulator) -> Iterator[run_v2.ServicesClient]:
+    """The unmodified `ServicesClient`, over an insecure channel to the emulator."""
+    real = services_client(emulator.address)
+    yield real
+    real.transport.close()
+
+
+@pytest.fixture
+def gateway(client: run_v2.ServicesClient) -> CloudRunServices:
+    return CloudRunServices(client, operation_timeout=10.0)
+
+
+@pytest.fixture
+def reference(emulator: Emulator) -> Emulator:
+    """The emulator seeded with the reference service as found."""
+    emulator.seed(as_found_services())
+    return emulator
