@@ -69,6 +69,8 @@ class ServiceStore:
         self._revisions: dict[str, dict[str, bytes]] = {}  # service → revision name → template
         self._operations: dict[str, operations_pb2.Operation] = {}
         self.calls: Counter[str] = Counter()
+        self.update_requests: list[ServicePb] = []  # every UpdateService body as received, for inspection
+        self.update_masks: list[list[str]] = []
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -129,6 +131,8 @@ class ServiceStore:
     ) -> operations_pb2.Operation:
         """UpdateService: etag check, mask, defaults, validation, maybe a revision; a done operation."""
         with self._lock:
+            self.update_requests.append(copy.deepcopy(service))
+            self.update_masks.append(list(mask.paths))
             current = self._require(service.name)
             if service.etag and service.etag != current.etag:
                 raise ApiError(

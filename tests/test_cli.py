@@ -1,0 +1,124 @@
+"""The command line as a user runs it: the installed console script, real processes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPT = Path(sys.executable).parent / "cloudrun-reconciler"
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "controller"]
+SEED = ROOT / "emulator" / "seeds" / "cagent-api-as-found.yaml"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def standalone_emulator() -> Iterator[str]:
+    """`cloudrun-reconciler emulator` in its own process, seeded from the demo's file; yields host:port."""
+    process = subprocess.Popen([*COMMAND, "emulator", "--port", "0", "--seed", str(SEED)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        address = ""
+        for line in process.stdout:
+            if line.startswith("export CLOUD_RUN_EMULATOR_HOST="):
+                address = line.strip().split("=", 1)[1]
+                break
+        assert address, process.stderr.read() if process.stderr else "no address"
+        yield address
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "desired.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_validate_accepts_the_root_file() -> None:
+    result = run("validate", "desired-state.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "valid (1 service(s))" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "position", "field"),
+    [
+        ("    timeoutt: 1h\n", ":4:5 ", "services[0].timeoutt: unknown field (allowed: name, project, region, container, timeout, scaling, cpuAlwaysAllocated, env); did you mean 'timeout'?"),
+        ("    timeout: 4000s\n", ":4:14 ", "services[0].timeout: must be between 1s and 3600s (Cloud Run's maximum), got 4000s"),
+        ("    scaling: {level: service, minInstances: 3, maxInstances: 2}\n", ":4:62 ",
+         "services[0].scaling.maxInstances: maxInstances (2) is below minInstances (3)"),
+    ],
+)
+def test_validate_reports_file_line_column_and_field(tmp_path: Path, body: str, position: str, field: str) -> None:
+    path = write(tmp_path, "defaults: {project: demo-project, region: us-central1}\nservices:\n"
+                           f"  - name: cagent-api\n{body}")
+    result = run("validate", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{path}{position}{field}"
+    assert "Traceback" not in result.stderr
+
+
+def test_plan_is_2_while_drifted_and_0_once_applied(standalone_emulator: str) -> None:
+    env = {"CLOUD_RUN_EMULATOR_HOST": standalone_emulator}
+    drifted = run("plan", env=env)
+    assert drifted.returncode == 2, drifted.stderr
+    assert "template.timeout" in drifted.stdout and "300s → 3600s" in drifted.stdout
+
+    applied = run("apply", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "applied  cagent-api" in applied.stdout
+
+    clean = run("plan", "--output", "json", env=env)
+    assert clean.returncode == 0, clean.stderr
+    document = json.loads(clean.stdout)
+    assert document["exit_code"] == 0
+    assert [(s["name"], s["status"], s["changes"]) for s in document["services"]] == [("cagent-api", "InSync", [])]
+
+
+def test_plan_json_lists_each_change_with_old_and_new(standalone_emulator: str) -> None:
+    result = run("plan", "-o", "json", env={"CLOUD_RUN_EMULATOR_HOST": standalone_emulator})
+    assert result.returncode == 2
+    (service,) = json.loads(result.stdout)["services"]
+    changes = {change["path"]: (change["old"], change["new"]) for change in service["changes"]}
+    assert changes["template.timeout"] == (300.0, 3600)
+    assert changes["scaling.max_instance_count"] == (None, 10)
+    assert service["creates_revision"] is True
+
+
+def test_plan_with_an_unreachable_api_is_exit_1_with_a_reason(tmp_path: Path) -> None:
+    result = run("plan", env={"CLOUD_RUN_EMULATOR_HOST": "127.0.0.1:9"})
+    assert result.returncode == 1
+    assert "cannot list services" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_plan_on_an_invalid_file_is_exit_1_and_contacts_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, "services:\n  - name: cagent-api\n    timeout: 1d\n")
+    result = run("plan", "--file", str(path), env={"CLOUD_RUN_EMULATOR_HOST": "127.0.0.1:9"})
+    assert result.returncode == 1
+    assert f"{path}:3:14 services[0].timeout:" in result.stderr
+
+
+def test_the_demo_shows_drift_applies_and_ends_in_sync() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for fragment in ("scaling.min_instance_count", "scaling.max_instance_count", "template.timeout",
+                     "resources.cpu_idle", "env[DATABASE_URL]", "(exit code 2)", "applied  cagent-api",
+                     "(exit code 0)", "Demo complete"):
+        assert fragment in out
+    assert "CHANGED" not in out

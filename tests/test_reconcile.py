@@ -1,0 +1,141 @@
+"""A reconcile pass end to end: the real google-cloud-run client against the emulator, no mocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.cloud import run_v2
+from google.protobuf import field_mask_pb2
+
+from controller.cloudrun import CLIENT_NAME, CloudRunServices
+from controller.diff import FieldChange
+from controller.model import LiveService
+from controller.plan import PlanStatus
+from controller.reconcile import ApplyResult, reconcile
+from desired import DesiredState, load_desired, load_desired_text
+from emulator import Emulator
+from tests.conftest import REFERENCE, ROOT
+
+WAL_URL = "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
+
+
+def root_desired() -> DesiredState:
+    return load_desired(ROOT / "desired-state.yaml")
+
+
+def test_the_four_knobs_converge_and_nothing_else_changes(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    before = client.get_service(name=REFERENCE)
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.APPLIED, outcome.message
+    assert {change.path for change in result.plan.services[0].changes} == {
+        "scaling.min_instance_count", "scaling.max_instance_count", "template.timeout",
+        "template.containers[cagent-api-1].resources.cpu_idle",
+        "template.containers[cagent-api-1].env[DATABASE_URL]",
+    }
+
+    after = client.get_service(name=REFERENCE)
+    container = after.template.containers[0]
+    assert after.template.timeout.total_seconds() == 3600
+    assert (after.scaling.min_instance_count, after.scaling.max_instance_count) == (1, 10)
+    assert container.resources.cpu_idle is False
+    env = {e.name: e.value for e in container.env}
+    assert env["DATABASE_URL"] == WAL_URL
+    # unowned: image, the other env var and its place, the label, the volume, the resource limits
+    assert container.image == before.template.containers[0].image
+    assert [e.name for e in container.env] == ["DATABASE_URL", "LOG_LEVEL"] and env["LOG_LEVEL"] == "info"
+    assert dict(after.labels) == {"team": "agents"}
+    assert after.template.volumes == before.template.volumes
+    assert dict(container.resources.limits) == dict(before.template.containers[0].resources.limits)
+    assert after.template.scaling.max_instance_count == 100  # the revision level was not touched
+    assert after.etag != before.etag and outcome.etag_after == after.etag
+    assert after.client == CLIENT_NAME
+
+    second = reconcile(root_desired(), gateway, dry_run=True)
+    assert second.plan.services[0].status is PlanStatus.IN_SYNC
+    assert second.plan.services[0].changes == ()
+    assert second.plan.exit_code == 0
+
+
+def test_a_dry_run_writes_nothing(reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices) -> None:
+    etag = client.get_service(name=REFERENCE).etag
+    result = reconcile(root_desired(), gateway, dry_run=True)
+    assert result.plan.exit_code == 2
+    assert result.outcomes[0].result is ApplyResult.SKIPPED
+    assert reference.store.calls["UpdateService"] == 0
+    assert client.get_service(name=REFERENCE).etag == etag
+
+
+def test_one_list_call_per_project_and_region(reference: Emulator, gateway: CloudRunServices) -> None:
+    reconcile(root_desired(), gateway, dry_run=True)
+    assert dict(reference.store.calls) == {"ListServices": 1}
+
+
+def test_only_the_changed_owned_paths_are_in_the_update_mask(reference: Emulator, gateway: CloudRunServices) -> None:
+    reconcile(root_desired(), gateway, dry_run=False)
+    desired = load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        "services:\n  - name: cagent-api\n    timeout: 30m\n    scaling: {level: service, maxInstances: 10}\n"
+    )
+    result = reconcile(desired, gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.APPLIED
+    assert reference.store.update_masks == [
+        ["scaling.min_instance_count", "scaling.max_instance_count", "template.timeout", "template.containers"],
+        ["template.timeout"],
+    ]
+    assert all(sent.template.revision == "" for sent in reference.store.update_requests)
+    assert all(sent.etag for sent in reference.store.update_requests)
+
+
+def test_a_missing_service_is_reported_and_never_created(emulator: Emulator, gateway: CloudRunServices) -> None:
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    assert result.plan.services[0].status is PlanStatus.MISSING
+    assert result.plan.exit_code == 1 and result.failed
+    assert emulator.store.calls["UpdateService"] == 0
+
+
+class EditsBetweenReadAndWrite(CloudRunServices):
+    """The real gateway, with someone else's edit landing after the read and before the first write."""
+
+    def __init__(self, client: run_v2.ServicesClient, edit: run_v2.Service, paths: list[str]) -> None:
+        super().__init__(client, operation_timeout=10.0)
+        self._edit: tuple[run_v2.Service, list[str]] | None = (edit, paths)
+
+    def apply(self, live: LiveService, changes: Sequence[FieldChange]) -> LiveService:
+        if self._edit is not None:
+            service, paths = self._edit
+            self._edit = None
+            request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=paths))
+            self._client.update_service(request=request).result(timeout=10)
+        return super().apply(live, changes)
+
+
+def test_a_concurrent_edit_is_never_overwritten(reference: Emulator, client: run_v2.ServicesClient) -> None:
+    deploy = client.get_service(name=REFERENCE)
+    deploy.template.containers[0].image = "us-docker.pkg.dev/demo-project/agents/cagent-api:2026.12.1"
+    deploy.template.timeout = {"seconds": 300}
+    gateway = EditsBetweenReadAndWrite(client, deploy, ["template.containers", "template.timeout"])
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.APPLIED, result.outcomes[0].message
+    after = client.get_service(name=REFERENCE)
+    assert after.template.containers[0].image.endswith(":2026.12.1")  # the deploy's image survived
+    assert after.template.timeout.total_seconds() == 3600  # and the owned knob was re-planned and applied
+    assert reference.store.calls["GetService"] >= 1  # the re-read after the conflict
+
+
+def test_a_rejected_update_is_a_failed_outcome_not_a_crash(reference: Emulator, gateway: CloudRunServices) -> None:
+    desired = load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        # valid on its own, but above the live maximum: Cloud Run (and the emulator) refuse min > max
+        "services:\n  - name: cagent-api\n    scaling: {level: service, minInstances: 20}\n"
+    )
+    client = gateway._client
+    live = client.get_service(name=REFERENCE)
+    live.scaling.max_instance_count = 10
+    client.update_service(service=live, update_mask={"paths": ["scaling.max_instance_count"]}).result(timeout=10)
+    result = reconcile(desired, gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.FAILED
+    assert "INVALID_ARGUMENT" in outcome.message and result.failed
