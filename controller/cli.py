@@ -45,14 +45,21 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("-f", "--file", default=DEFAULT_FILE)
         command.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
-    demo = commands.add_parser("demo", help="plan and apply the reference service against an in-process emulator")
+    demo = commands.add_parser(
+        "demo", help="plan and apply the reference service against an in-process emulator"
+    )
     demo.add_argument("-f", "--file", default=DEFAULT_FILE)
 
     emulator = commands.add_parser("emulator", help="run the local Cloud Run API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8085)
-    emulator.add_argument("--seed", action="append", default=[], metavar="FILE",
-                          help="v2 Service JSON/YAML to start with (repeatable)")
+    emulator.add_argument(
+        "--seed",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="v2 Service JSON/YAML to start with (repeatable)",
+    )
     return parser
 
 
@@ -88,7 +95,9 @@ def _plan(args: argparse.Namespace) -> int:
 
     desired = load_desired(args.file)
     result = reconcile(desired, _gateway(), dry_run=True)  # type: ignore[arg-type]
-    print(plan_json(result.plan) if args.output == "json" else plan_text(result.plan, color=sys.stdout.isatty()))
+    print(
+        plan_json(result.plan) if args.output == "json" else plan_text(result.plan, color=sys.stdout.isatty())
+    )
     return result.plan.exit_code
 
 

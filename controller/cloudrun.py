@@ -52,8 +52,14 @@ _MASK_PATHS = {
 }
 _CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
 _TRANSIENT = (
-    gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ResourceExhausted, gexc.TooManyRequests,
-    gexc.InternalServerError, gexc.Cancelled, gexc.RetryError, gexc.Unknown,
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.ResourceExhausted,
+    gexc.TooManyRequests,
+    gexc.InternalServerError,
+    gexc.Cancelled,
+    gexc.RetryError,
+    gexc.Unknown,
 )
 
 
@@ -97,9 +103,9 @@ class CloudRunServices:
         self._client = client
         self._operation_timeout = operation_timeout
         # The library's default LRO polling starts near 1 s; a Cloud Run update is usually done sooner.
-        self._polling = polling.DEFAULT_POLLING.with_delay(initial=0.05, maximum=5.0, multiplier=1.5).with_timeout(
-            operation_timeout
-        )
+        self._polling = polling.DEFAULT_POLLING.with_delay(
+            initial=0.05, maximum=5.0, multiplier=1.5
+        ).with_timeout(operation_timeout)
 
     def close(self) -> None:
         """Close the channel (before an in-process emulator stops, so no call is cut)."""
@@ -118,7 +124,9 @@ class CloudRunServices:
     def apply(self, live: LiveService, changes: Iterable[FieldChange]) -> LiveService:
         """Write `changes` onto the service as read, guarded by its etag; return the service as updated."""
         service, paths = _updated(live.raw, changes)
-        request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=paths))
+        request = run_v2.UpdateServiceRequest(
+            service=service, update_mask=field_mask_pb2.FieldMask(paths=paths)
+        )
         with _translated():
             operation = self._client.update_service(request=request)
             return _live(operation.result(timeout=self._operation_timeout, polling=self._polling))
@@ -133,7 +141,9 @@ def observe(service: run_v2.Service) -> ObservedService:
     pb = run_v2.Service.pb(service)
     _, project, _, region, _, name = pb.name.split("/")
     template = pb.template
-    timeout = template.timeout.seconds + template.timeout.nanos / 1e9 if template.HasField("timeout") else None
+    timeout = (
+        template.timeout.seconds + template.timeout.nanos / 1e9 if template.HasField("timeout") else None
+    )
     return ObservedService(
         key=ServiceKey(project=project, region=region, name=name),
         etag=pb.etag,
@@ -190,23 +200,36 @@ def _write(pb: Any, change: FieldChange) -> None:
         assert isinstance(new, int | float)
         pb.template.timeout.FromNanoseconds(int(new * 1_000_000_000))
     elif field is ManagedField.SERVICE_MIN_INSTANCES:
-        pb.scaling.min_instance_count = int(new or 0)
+        pb.scaling.min_instance_count = _count(new)
     elif field is ManagedField.SERVICE_MAX_INSTANCES:
-        pb.scaling.max_instance_count = int(new or 0)
+        pb.scaling.max_instance_count = _count(new)
     elif field is ManagedField.REVISION_MIN_INSTANCES:
-        pb.template.scaling.min_instance_count = int(new or 0)
+        pb.template.scaling.min_instance_count = _count(new)
     elif field is ManagedField.REVISION_MAX_INSTANCES:
-        pb.template.scaling.max_instance_count = int(new or 0)
+        pb.template.scaling.max_instance_count = _count(new)
     elif field is ManagedField.CPU_IDLE:
         _container_pb(pb, change).resources.cpu_idle = bool(new)
     elif field is ManagedField.ENV:
         _write_env(_container_pb(pb, change), change.env_name, new)
 
 
+def _count(value: object) -> int:
+    """An instance bound as the API stores it: unset is 0."""
+    if value is None:
+        return 0
+    if not isinstance(value, int):
+        raise ReconcilerError(f"an instance count must be an integer, got {value!r}")
+    return value
+
+
 def _container_pb(pb: Any, change: FieldChange) -> Any:
     index = change.container_index
     containers = pb.template.containers
-    if index is None or index >= len(containers) or (containers[index].name or f"#{index}") != change.container_label:
+    if (
+        index is None
+        or index >= len(containers)
+        or (containers[index].name or f"#{index}") != change.container_label
+    ):
         raise ReconcilerError(f"container {change.container_label} is not where it was planned")
     return containers[index]
 

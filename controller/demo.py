@@ -70,7 +70,9 @@ def _story(desired_file: str, desired: object, gateway: CloudRunServices, server
     print(f"(exit code {second.plan.exit_code})")
 
     _step("4. what the desired file does not declare was left alone")
-    after = {s.observed.key: _unowned(s.observed) for s in gateway.list_services("demo-project", "us-central1")}
+    after = {
+        s.observed.key: _unowned(s.observed) for s in gateway.list_services("demo-project", "us-central1")
+    }
     unowned_kept = True
     for key, fields in before.items():
         for name, value in fields.items():

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
 from controller.model import ObservedContainer, ObservedService
+from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
 
 __all__ = ["FieldChange", "ManagedField", "TargetError", "diff_service", "select_container"]
 
@@ -118,14 +118,16 @@ def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[Field
 
 
 def _container_changes(spec: ServiceSpec, container: ObservedContainer) -> list[FieldChange]:
-    where = {"container_index": container.index, "container_label": container.label}
+    def change(field: ManagedField, old: Value, new: Value, env_name: str = "") -> FieldChange:
+        return FieldChange(field, old, new, container.index, container.label, env_name)
+
     changes = []
     if spec.cpu_always_allocated is not None and container.cpu_idle == spec.cpu_always_allocated:
-        changes.append(FieldChange(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated, **where))
+        changes.append(change(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated))
     for name, wanted in sorted(spec.env.items()):
         live = container.env_value(name)
         if not _env_equal(live, wanted):
-            changes.append(FieldChange(ManagedField.ENV, live, wanted, env_name=name, **where))
+            changes.append(change(ManagedField.ENV, live, wanted, name))
     return changes
 
 

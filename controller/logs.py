@@ -42,7 +42,9 @@ def _cloud_logging(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
-def configure_logging(level: str = "warning", stream: TextIO | None = None, json_lines: bool | None = None) -> None:
+def configure_logging(
+    level: str = "warning", stream: TextIO | None = None, json_lines: bool | None = None
+) -> None:
     """Route structlog to `stream` (stderr) at `level`; JSON unless `stream` is a terminal."""
     stream = stream or sys.stderr
     if json_lines is None:

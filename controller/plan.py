@@ -15,7 +15,16 @@ from controller.diff import FieldChange, TargetError, diff_service
 from controller.model import ObservedService
 from desired import DesiredState, ServiceKey, ServiceSpec
 
-__all__ = ["EXIT_DRIFT", "EXIT_ERROR", "EXIT_IN_SYNC", "Plan", "PlanStatus", "ServicePlan", "plan_fleet", "plan_service"]
+__all__ = [
+    "EXIT_DRIFT",
+    "EXIT_ERROR",
+    "EXIT_IN_SYNC",
+    "Plan",
+    "PlanStatus",
+    "ServicePlan",
+    "plan_fleet",
+    "plan_service",
+]
 
 EXIT_IN_SYNC, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 
@@ -62,7 +71,9 @@ def plan_service(spec: ServiceSpec, observed: ObservedService | None, error: str
     if error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=error)
     if observed is None:
-        return ServicePlan(spec.key, PlanStatus.MISSING, message="service not found; it is never created here")
+        return ServicePlan(
+            spec.key, PlanStatus.MISSING, message="service not found; it is never created here"
+        )
     try:
         changes = diff_service(spec, observed)
     except TargetError as target_error:

@@ -109,13 +109,19 @@ def reconcile(desired: DesiredState, gateway: ServicesGateway, *, dry_run: bool)
 def _not_applied(service_plan: ServicePlan, dry_run: bool) -> ServiceOutcome:
     etag = service_plan.observed.etag if service_plan.observed else ""
     if service_plan.status is PlanStatus.IN_SYNC:
-        return ServiceOutcome(service_plan.key, ApplyResult.UNCHANGED, "in sync", etag_before=etag, etag_after=etag)
+        return ServiceOutcome(
+            service_plan.key, ApplyResult.UNCHANGED, "in sync", etag_before=etag, etag_after=etag
+        )
     reason = "dry run: nothing written" if dry_run and service_plan.changes else service_plan.message
     return ServiceOutcome(service_plan.key, ApplyResult.SKIPPED, reason, etag_before=etag, etag_after=etag)
 
 
 def _apply_service(
-    spec: ServiceSpec, service_plan: ServicePlan, live: LiveService, gateway: ServicesGateway, log: structlog.BoundLogger
+    spec: ServiceSpec,
+    service_plan: ServicePlan,
+    live: LiveService,
+    gateway: ServicesGateway,
+    log: structlog.BoundLogger,
 ) -> ServiceOutcome:
     before = live.observed.etag
     changes = service_plan.changes
@@ -130,20 +136,40 @@ def _apply_service(
                 return _failed(spec.key, f"re-read after a conflict failed: {reread_error}", before, log)
             changes = plan_service(spec, live.observed).changes
             if not changes:
-                return ServiceOutcome(spec.key, ApplyResult.UNCHANGED, "in sync after a concurrent change",
-                                      etag_before=before, etag_after=live.observed.etag)
+                return ServiceOutcome(
+                    spec.key,
+                    ApplyResult.UNCHANGED,
+                    "in sync after a concurrent change",
+                    etag_before=before,
+                    etag_after=live.observed.etag,
+                )
             continue
         except ReconcilerError as error:
             return _failed(spec.key, str(error), before, log)
         residual = diff_service(spec, updated.observed)
         if residual:
             fields = ", ".join(change.path for change in residual)
-            return _failed(spec.key, f"the API accepted the update but still differs in {fields}", before, log)
-        log.info("applied", fields=[c.path for c in changes], etag=updated.observed.etag,
-                 revision=updated.observed.latest_ready_revision)
-        return ServiceOutcome(spec.key, ApplyResult.APPLIED, f"{len(changes)} field(s) updated", changes,
-                              before, updated.observed.etag, updated.observed.latest_ready_revision)
-    return _failed(spec.key, f"gave up after {MAX_CONFLICT_RETRIES} conflicting concurrent changes", before, log)
+            return _failed(
+                spec.key, f"the API accepted the update but still differs in {fields}", before, log
+            )
+        log.info(
+            "applied",
+            fields=[c.path for c in changes],
+            etag=updated.observed.etag,
+            revision=updated.observed.latest_ready_revision,
+        )
+        return ServiceOutcome(
+            spec.key,
+            ApplyResult.APPLIED,
+            f"{len(changes)} field(s) updated",
+            changes,
+            before,
+            updated.observed.etag,
+            updated.observed.latest_ready_revision,
+        )
+    return _failed(
+        spec.key, f"gave up after {MAX_CONFLICT_RETRIES} conflicting concurrent changes", before, log
+    )
 
 
 def _failed(key: ServiceKey, message: str, etag: str, log: structlog.BoundLogger) -> ServiceOutcome:

@@ -19,7 +19,12 @@ from desired import SecretRef, format_duration
 __all__ = ["outcomes_text", "plan_json", "plan_text"]
 
 FORMAT_VERSION = 1
-_STATUS_MARK = {PlanStatus.IN_SYNC: "=", PlanStatus.DRIFTED: "~", PlanStatus.MISSING: "?", PlanStatus.ERROR: "!"}
+_STATUS_MARK = {
+    PlanStatus.IN_SYNC: "=",
+    PlanStatus.DRIFTED: "~",
+    PlanStatus.MISSING: "?",
+    PlanStatus.ERROR: "!",
+}
 _COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "=": "\033[32m"}
 _RESET = "\033[0m"
 
@@ -53,7 +58,9 @@ def _service_block(service: ServicePlan, color: bool) -> list[str]:
     width = max((len(change.path) for change in service.changes), default=0)
     lines.extend(_change_line(change, width) for change in service.changes)
     if service.changes:
-        lines.append("    (a new revision will be created)" if service.creates_revision else "    (no new revision)")
+        lines.append(
+            "    (a new revision will be created)" if service.creates_revision else "    (no new revision)"
+        )
     if service.message:
         lines.append(f"    {service.message}")
     return lines
@@ -64,7 +71,8 @@ def plan_text(plan: Plan, *, color: bool = False) -> str:
     drifted = plan.drifted
     fields = sum(len(service.changes) for service in drifted)
     summary = (
-        f"Plan: {len(plan.services)} service(s) declared, {len(drifted)} drifted ({fields} field(s) to change)"
+        f"Plan: {len(plan.services)} service(s) declared, "
+        f"{len(drifted)} drifted ({fields} field(s) to change)"
         if drifted
         else f"No changes: {len(plan.services)} service(s) declared"
     )
@@ -82,7 +90,7 @@ def _json_value(change: FieldChange, value: Value) -> Any:
     if change.field is ManagedField.ENV:
         if isinstance(value, SecretRef):
             return {"secret": value.secret, "version": value.version}
-        return None if value is None else redact_env_value(change.env_name, value)
+        return None if value is None else redact_env_value(change.env_name, str(value))
     return value
 
 
@@ -123,6 +131,8 @@ def outcomes_text(result: PassResult) -> str:
     for outcome in result.outcomes:
         line = f"{outcome.result.value:>9}  {outcome.key.name}: {outcome.message}"
         if outcome.result is ApplyResult.APPLIED:
-            line += f"; etag {outcome.etag_before} → {outcome.etag_after}; serving revision {outcome.revision}"
+            line += (
+                f"; etag {outcome.etag_before} → {outcome.etag_after}; serving revision {outcome.revision}"
+            )
         lines.append(line)
     return "\n".join(lines)

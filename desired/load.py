@@ -63,9 +63,13 @@ def load_desired_text(text: str, filename: str = "<desired>") -> DesiredState:
         document = parse_yaml(text)
     except YamlSyntaxError as error:
         mark = error.mark
-        raise DesiredStateError([Finding(filename, mark.line, mark.column, _field_name(error.path), error.reason)]) from None
+        raise DesiredStateError(
+            [Finding(filename, mark.line, mark.column, _field_name(error.path), error.reason)]
+        ) from None
     if not isinstance(document.value, dict):
-        raise DesiredStateError([Finding(filename, 1, 1, "", "expected a mapping with `services:` at the top")])
+        raise DesiredStateError(
+            [Finding(filename, 1, 1, "", "expected a mapping with `services:` at the top")]
+        )
     try:
         state = DesiredState.model_validate(document.value)
     except ValidationError as error:
@@ -84,8 +88,13 @@ def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -
             if value is None:
                 mark = document.locate(("services", index))
                 findings.append(
-                    Finding(filename, mark.line, mark.column, f"services[{index}].{field}",
-                            f"no {field} for service {service.name!r}: set it here or in defaults.{field}")
+                    Finding(
+                        filename,
+                        mark.line,
+                        mark.column,
+                        f"services[{index}].{field}",
+                        f"no {field} for service {service.name!r}: set it here or in defaults.{field}",
+                    )
                 )
         if project is None or region is None:
             continue
@@ -93,9 +102,14 @@ def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -
         if identity in seen:
             mark = document.locate(("services", index, "name"))
             findings.append(
-                Finding(filename, mark.line, mark.column, f"services[{index}].name",
-                        f"service {service.name!r} in {project}/{region} is already declared at "
-                        f"services[{seen[identity]}]")
+                Finding(
+                    filename,
+                    mark.line,
+                    mark.column,
+                    f"services[{index}].name",
+                    f"service {service.name!r} in {project}/{region} is already declared at "
+                    f"services[{seen[identity]}]",
+                )
             )
         seen[identity] = index
         resolved.append(service.model_copy(update={"project": project, "region": region}))
@@ -109,16 +123,17 @@ def _document_path(document: PositionedDocument, loc: tuple[int | str, ...]) -> 
     path: list[str | int] = []
     node: Any = document.value
     for part in loc:
-        if _is_tag(part):
+        if _is_tag(part) or not _has(node, part):
             continue
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            continue
+        node = node[part]
         path.append(part)
     return tuple(path)
+
+
+def _has(node: Any, part: int | str) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _is_tag(part: int | str) -> bool:
@@ -154,7 +169,7 @@ def _finding(filename: str, document: PositionedDocument, error: Any) -> Finding
 def _plain_message(message: str) -> str:
     for prefix, replacement in (("Value error, ", ""), ("Input should be", "must be")):
         if message.startswith(prefix):
-            message = replacement + message[len(prefix):]
+            message = replacement + message[len(prefix) :]
     if message[1:2].islower():  # "Input should…" reads "input should…", "PORT is…" stays
         message = message[:1].lower() + message[1:]
     return message

@@ -60,7 +60,9 @@ class _Strict(BaseModel):
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
     def check(value: str) -> str:
         if not regex.fullmatch(value):
-            raise PydanticCustomError("pattern", "{value!r} is not a valid {what}", {"value": value, "what": what})
+            raise PydanticCustomError(
+                "pattern", "{value!r} is not a valid {what}", {"value": value, "what": what}
+            )
         return value
 
     return AfterValidator(check)
@@ -106,7 +108,9 @@ class ScalingSpec(_Strict):
     def _level_from_text(cls, value: Any) -> Any:
         if isinstance(value, str) and value in ScalingLevel._value2member_map_:
             return ScalingLevel(value)
-        raise PydanticCustomError("scaling_level", "must be 'service' or 'revision', got {got}", {"got": repr(value)})
+        raise PydanticCustomError(
+            "scaling_level", "must be 'service' or 'revision', got {got}", {"got": repr(value)}
+        )
 
     @field_validator("max_instances")
     @classmethod
@@ -164,7 +168,9 @@ def _env_name(name: str) -> str:
     if not _ENV_NAME.fullmatch(name):
         raise PydanticCustomError("env_name", "{name!r} is not a valid env var name", {"name": name})
     if name in _RESERVED_ENV:
-        raise PydanticCustomError("env_reserved", "{name} is set by Cloud Run and cannot be declared", {"name": name})
+        raise PydanticCustomError(
+            "env_reserved", "{name} is set by Cloud Run and cannot be declared", {"name": name}
+        )
     return name
 
 

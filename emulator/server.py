@@ -69,7 +69,9 @@ class Emulator:
             "ListServices": (_pb(run_v2.ListServicesRequest), lambda r, p: _list_response(store, r)),
             "UpdateService": (
                 _pb(run_v2.UpdateServiceRequest),
-                lambda r, p: store.update(r.service, r.update_mask, validate_only=r.validate_only, principal=p),
+                lambda r, p: store.update(
+                    r.service, r.update_mask, validate_only=r.validate_only, principal=p
+                ),
             ),
         }
         operations = {
@@ -104,13 +106,15 @@ def _unary(store: ServiceStore, method: str, call: Callable[[Any, str], Any]) ->
         try:
             return call(request, principal)
         except ApiError as error:
-            status = status_pb2.Status(code=error.code.value[0], message=error.message, details=error.details())
+            status = status_pb2.Status(
+                code=error.code.value[0], message=error.message, details=error.details()
+            )
             context.abort_with_status(rpc_status.to_status(status))
 
     return handle
 
 
-class _GenericHandler(grpc.GenericRpcHandler):
+class _GenericHandler(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpc ships no stubs
     def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._handlers = handlers
 

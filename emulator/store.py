@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeAlias
 
 import grpc
 from google.cloud import run_v2
@@ -25,8 +26,10 @@ from google.rpc import error_details_pb2
 
 __all__ = ["ApiError", "ServiceStore"]
 
-ServicePb = type(run_v2.Service.pb(run_v2.Service()))
-_LaunchStage = run_v2.Service.pb().DESCRIPTOR.fields_by_name["launch_stage"].enum_type
+# Generated protobuf classes carry no static types; `ServicePb` names the role in signatures.
+ServicePb: TypeAlias = Any
+_SERVICE_PB: Any = run_v2.Service.pb()
+_LaunchStage = _SERVICE_PB.DESCRIPTOR.fields_by_name["launch_stage"].enum_type
 _MAX_TIMEOUT_SECONDS = 3600
 _DEFAULT_PAGE_SIZE = 100
 _MAX_PAGE_SIZE = 1000
@@ -217,9 +220,24 @@ class ServiceStore:
 
 
 _OUTPUT_ONLY = (
-    "uid", "generation", "create_time", "update_time", "delete_time", "expire_time", "creator",
-    "last_modifier", "observed_generation", "terminal_condition", "conditions", "latest_ready_revision",
-    "latest_created_revision", "traffic_statuses", "uri", "urls", "reconciling", "etag",
+    "uid",
+    "generation",
+    "create_time",
+    "update_time",
+    "delete_time",
+    "expire_time",
+    "creator",
+    "last_modifier",
+    "observed_generation",
+    "terminal_condition",
+    "conditions",
+    "latest_ready_revision",
+    "latest_created_revision",
+    "traffic_statuses",
+    "uri",
+    "urls",
+    "reconciling",
+    "etag",
     "satisfies_pzs",
 )
 
@@ -232,9 +250,12 @@ def _merged(current: ServicePb, sent: ServicePb, mask: field_mask_pb2.FieldMask)
             updated.ClearField(name)
             _copy_field(current, updated, name)
     else:
-        if not mask.IsValidForDescriptor(ServicePb.DESCRIPTOR):
-            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid update_mask: {', '.join(mask.paths)}",
-                           [(path, "no such field in google.cloud.run.v2.Service") for path in mask.paths])
+        if not mask.IsValidForDescriptor(_SERVICE_PB.DESCRIPTOR):
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"invalid update_mask: {', '.join(mask.paths)}",
+                [(path, "no such field in google.cloud.run.v2.Service") for path in mask.paths],
+            )
         updated = copy.deepcopy(current)
         mask.MergeMessage(sent, updated, replace_message_field=True, replace_repeated_field=True)
     # The writer's identity is recorded from the request, whatever the mask says.
@@ -243,7 +264,7 @@ def _merged(current: ServicePb, sent: ServicePb, mask: field_mask_pb2.FieldMask)
 
 
 def _copy_field(source: ServicePb, target: ServicePb, name: str) -> None:
-    descriptor = ServicePb.DESCRIPTOR.fields_by_name[name]
+    descriptor = _SERVICE_PB.DESCRIPTOR.fields_by_name[name]
     if descriptor.is_repeated:
         getattr(target, name).extend(getattr(source, name))
     elif descriptor.message_type is not None:
@@ -275,20 +296,29 @@ def _fill_defaults(service: ServicePb) -> None:
     if len(template.containers) == 1 and not template.containers[0].ports:
         template.containers[0].ports.add(name="http1", container_port=8080)
     if not service.traffic:
-        service.traffic.add(type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
-                            percent=100)
+        service.traffic.add(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
+        )
 
 
 def _validate(service: ServicePb) -> None:
     violations: list[tuple[str, str]] = []
     timeout = service.template.timeout.ToTimedelta().total_seconds()
     if not 0 < timeout <= _MAX_TIMEOUT_SECONDS:
-        violations.append(("spec.template.spec.timeoutSeconds",
-                           f"Timeout must be between 1 and {_MAX_TIMEOUT_SECONDS} seconds, got {timeout:g}."))
+        violations.append(
+            (
+                "spec.template.spec.timeoutSeconds",
+                f"Timeout must be between 1 and {_MAX_TIMEOUT_SECONDS} seconds, got {timeout:g}.",
+            )
+        )
     for prefix, scaling in (("scaling", service.scaling), ("template.scaling", service.template.scaling)):
         if scaling.max_instance_count and scaling.min_instance_count > scaling.max_instance_count:
-            violations.append((f"{prefix}.min_instance_count",
-                               "min_instance_count must be less than or equal to max_instance_count."))
+            violations.append(
+                (
+                    f"{prefix}.min_instance_count",
+                    "min_instance_count must be less than or equal to max_instance_count.",
+                )
+            )
     if violations:
         raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "The request has errors", violations)
 
@@ -296,7 +326,7 @@ def _validate(service: ServicePb) -> None:
 def _template_bytes(service: ServicePb) -> bytes:
     template = copy.deepcopy(service.template)
     template.revision = ""
-    return template.SerializeToString(deterministic=True)
+    return bytes(template.SerializeToString(deterministic=True))
 
 
 def _configuration(service: ServicePb) -> bytes:
@@ -304,11 +334,13 @@ def _configuration(service: ServicePb) -> bytes:
     spec = copy.deepcopy(service)
     for name in (*_OUTPUT_ONLY, "client", "client_version"):
         spec.ClearField(name)
-    return spec.SerializeToString(deterministic=True)
+    return bytes(spec.SerializeToString(deterministic=True))
 
 
 def _etag(service: ServicePb) -> str:
-    digest = hashlib.sha256(service.name.encode() + str(service.generation).encode() + _configuration(service))
+    digest = hashlib.sha256(
+        service.name.encode() + str(service.generation).encode() + _configuration(service)
+    )
     return f'"{digest.hexdigest()[:20]}"'
 
 

@@ -19,15 +19,26 @@ SEED = ROOT / "emulator" / "seeds" / "cagent-api-as-found.yaml"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
 def standalone_emulator() -> Iterator[str]:
     """`cloudrun-reconciler emulator` in its own process, seeded from the demo's file; yields host:port."""
-    process = subprocess.Popen([*COMMAND, "emulator", "--port", "0", "--seed", str(SEED)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        [*COMMAND, "emulator", "--port", "0", "--seed", str(SEED)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert process.stdout is not None
         address = ""
@@ -57,15 +68,31 @@ def test_validate_accepts_the_root_file() -> None:
 @pytest.mark.parametrize(
     ("body", "position", "field"),
     [
-        ("    timeoutt: 1h\n", ":4:5 ", "services[0].timeoutt: unknown field (allowed: name, project, region, container, timeout, scaling, cpuAlwaysAllocated, env); did you mean 'timeout'?"),
-        ("    timeout: 4000s\n", ":4:14 ", "services[0].timeout: must be between 1s and 3600s (Cloud Run's maximum), got 4000s"),
-        ("    scaling: {level: service, minInstances: 3, maxInstances: 2}\n", ":4:62 ",
-         "services[0].scaling.maxInstances: maxInstances (2) is below minInstances (3)"),
+        (
+            "    timeoutt: 1h\n",
+            ":4:5 ",
+            "services[0].timeoutt: unknown field (allowed: name, project, region, container, timeout, "
+            "scaling, cpuAlwaysAllocated, env); did you mean 'timeout'?",
+        ),
+        (
+            "    timeout: 4000s\n",
+            ":4:14 ",
+            "services[0].timeout: must be between 1s and 3600s (Cloud Run's maximum), got 4000s",
+        ),
+        (
+            "    scaling: {level: service, minInstances: 3, maxInstances: 2}\n",
+            ":4:62 ",
+            "services[0].scaling.maxInstances: maxInstances (2) is below minInstances (3)",
+        ),
     ],
 )
-def test_validate_reports_file_line_column_and_field(tmp_path: Path, body: str, position: str, field: str) -> None:
-    path = write(tmp_path, "defaults: {project: demo-project, region: us-central1}\nservices:\n"
-                           f"  - name: cagent-api\n{body}")
+def test_validate_reports_file_line_column_and_field(
+    tmp_path: Path, body: str, position: str, field: str
+) -> None:
+    path = write(
+        tmp_path,
+        f"defaults: {{project: demo-project, region: us-central1}}\nservices:\n  - name: cagent-api\n{body}",
+    )
     result = run("validate", str(path))
     assert result.returncode == 1
     assert result.stderr.strip() == f"{path}{position}{field}"
@@ -86,7 +113,9 @@ def test_plan_is_2_while_drifted_and_0_once_applied(standalone_emulator: str) ->
     assert clean.returncode == 0, clean.stderr
     document = json.loads(clean.stdout)
     assert document["exit_code"] == 0
-    assert [(s["name"], s["status"], s["changes"]) for s in document["services"]] == [("cagent-api", "InSync", [])]
+    assert [(s["name"], s["status"], s["changes"]) for s in document["services"]] == [
+        ("cagent-api", "InSync", [])
+    ]
 
 
 def test_plan_json_lists_each_change_with_old_and_new(standalone_emulator: str) -> None:
@@ -117,8 +146,16 @@ def test_the_demo_shows_drift_applies_and_ends_in_sync() -> None:
     result = run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for fragment in ("scaling.min_instance_count", "scaling.max_instance_count", "template.timeout",
-                     "resources.cpu_idle", "env[DATABASE_URL]", "(exit code 2)", "applied  cagent-api",
-                     "(exit code 0)", "Demo complete"):
+    for fragment in (
+        "scaling.min_instance_count",
+        "scaling.max_instance_count",
+        "template.timeout",
+        "resources.cpu_idle",
+        "env[DATABASE_URL]",
+        "(exit code 2)",
+        "applied  cagent-api",
+        "(exit code 0)",
+        "Demo complete",
+    ):
         assert fragment in out
     assert "CHANGED" not in out

@@ -16,19 +16,31 @@ WAL_URL = "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
 
 def observed(**overrides: object) -> ObservedService:
     container = ObservedContainer(
-        index=0, name="app", image="img:1", serves_ingress=True, cpu_idle=False,
+        index=0,
+        name="app",
+        image="img:1",
+        serves_ingress=True,
+        cpu_idle=False,
         env=(("DATABASE_URL", WAL_URL), ("LOG_LEVEL", "info")),
     )
     base = ObservedService(
-        key=KEY, etag='"e1"', generation=3, timeout_seconds=3600.0, service_min_instances=1,
-        service_max_instances=10, revision_min_instances=0, revision_max_instances=100, containers=(container,),
+        key=KEY,
+        etag='"e1"',
+        generation=3,
+        timeout_seconds=3600.0,
+        service_min_instances=1,
+        service_max_instances=10,
+        revision_min_instances=0,
+        revision_max_instances=100,
+        containers=(container,),
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
 def spec(**fields: object) -> ServiceSpec:
-    return ServiceSpec.model_validate({"name": "cagent-api", "project": "demo-project", "region": "us-central1",
-                                       **fields})
+    return ServiceSpec.model_validate(
+        {"name": "cagent-api", "project": "demo-project", "region": "us-central1", **fields}
+    )
 
 
 FULL = {
@@ -44,17 +56,31 @@ def test_a_service_that_matches_every_declared_knob_has_no_changes() -> None:
 
 
 def test_undeclared_knobs_are_never_compared() -> None:
-    live = observed(timeout_seconds=300.0, service_min_instances=0, containers=(
-        ObservedContainer(index=0, name="app", image="img:2", serves_ingress=True, cpu_idle=True, env=()),
-    ))
+    live = observed(
+        timeout_seconds=300.0,
+        service_min_instances=0,
+        containers=(
+            ObservedContainer(index=0, name="app", image="img:2", serves_ingress=True, cpu_idle=True, env=()),
+        ),
+    )
     assert diff_service(spec(), live) == ()
 
 
 def test_each_drifted_knob_is_one_change_in_print_order() -> None:
     live = observed(
-        timeout_seconds=300.0, service_min_instances=0, service_max_instances=None,
-        containers=(ObservedContainer(index=0, name="app", image="img:1", serves_ingress=True, cpu_idle=True,
-                                      env=(("DATABASE_URL", "sqlite:///work/sessions.db"),)),),
+        timeout_seconds=300.0,
+        service_min_instances=0,
+        service_max_instances=None,
+        containers=(
+            ObservedContainer(
+                index=0,
+                name="app",
+                image="img:1",
+                serves_ingress=True,
+                cpu_idle=True,
+                env=(("DATABASE_URL", "sqlite:///work/sessions.db"),),
+            ),
+        ),
     )
     changes = diff_service(spec(**FULL), live)
     assert [(c.path, c.old, c.new) for c in changes] == [
@@ -68,7 +94,9 @@ def test_each_drifted_knob_is_one_change_in_print_order() -> None:
 
 
 def test_revision_level_bounds_compare_against_the_template_and_its_default_of_100() -> None:
-    changes = diff_service(spec(scaling={"level": "revision", "minInstances": 0, "maxInstances": 100}), observed())
+    changes = diff_service(
+        spec(scaling={"level": "revision", "minInstances": 0, "maxInstances": 100}), observed()
+    )
     assert changes == ()
     changes = diff_service(spec(scaling={"level": "revision", "maxInstances": 1}), observed())
     assert [(c.field, c.old, c.new) for c in changes] == [(ManagedField.REVISION_MAX_INSTANCES, 100, 1)]
@@ -81,8 +109,9 @@ def test_a_service_level_bound_is_not_satisfied_by_a_revision_level_one() -> Non
 
 
 def test_env_vars_compare_by_name_not_position() -> None:
-    container = ObservedContainer(index=0, name="app", image="i", serves_ingress=True, cpu_idle=False,
-                                  env=(("B", "2"), ("A", "1")))
+    container = ObservedContainer(
+        index=0, name="app", image="i", serves_ingress=True, cpu_idle=False, env=(("B", "2"), ("A", "1"))
+    )
     assert diff_service(spec(env={"A": "1", "B": "2"}), observed(containers=(container,))) == ()
 
 
@@ -92,8 +121,14 @@ def test_an_env_var_missing_live_is_added() -> None:
 
 
 def test_secret_references_match_by_short_or_full_name() -> None:
-    container = ObservedContainer(index=0, name="app", image="i", serves_ingress=True, cpu_idle=False,
-                                  env=(("DB", SecretRef(secret="projects/demo-project/secrets/db", version="2")),))
+    container = ObservedContainer(
+        index=0,
+        name="app",
+        image="i",
+        serves_ingress=True,
+        cpu_idle=False,
+        env=(("DB", SecretRef(secret="projects/demo-project/secrets/db", version="2")),),
+    )
     live = observed(containers=(container,))
     assert diff_service(spec(env={"DB": {"secret": "db", "version": "2"}}), live) == ()
     (change,) = diff_service(spec(env={"DB": {"secret": "db", "version": "3"}}), live)
@@ -101,19 +136,30 @@ def test_secret_references_match_by_short_or_full_name() -> None:
 
 
 def test_a_plain_value_replacing_a_secret_reference_is_a_change() -> None:
-    container = ObservedContainer(index=0, name="app", image="i", serves_ingress=True, cpu_idle=False,
-                                  env=(("DB", SecretRef(secret="db", version="latest")),))
+    container = ObservedContainer(
+        index=0,
+        name="app",
+        image="i",
+        serves_ingress=True,
+        cpu_idle=False,
+        env=(("DB", SecretRef(secret="db", version="latest")),),
+    )
     (change,) = diff_service(spec(env={"DB": "sqlite:///x"}), observed(containers=(container,)))
     assert (change.old, change.new) == (SecretRef(secret="db", version="latest"), "sqlite:///x")
 
 
 def _containers(*specs: tuple[str, bool]) -> tuple[ObservedContainer, ...]:
-    return tuple(ObservedContainer(index=i, name=n, image="i", serves_ingress=p, cpu_idle=True)
-                 for i, (n, p) in enumerate(specs))
+    return tuple(
+        ObservedContainer(index=i, name=n, image="i", serves_ingress=p, cpu_idle=True)
+        for i, (n, p) in enumerate(specs)
+    )
 
 
 def test_the_managed_container_is_the_named_one_else_the_only_one_else_the_ingress_one() -> None:
-    assert select_container(spec(container="sidecar"), _containers(("app", True), ("sidecar", False))).name == "sidecar"
+    assert (
+        select_container(spec(container="sidecar"), _containers(("app", True), ("sidecar", False))).name
+        == "sidecar"
+    )
     assert select_container(spec(), _containers(("solo", False))).name == "solo"
     assert select_container(spec(), _containers(("proxy", False), ("app", True))).name == "app"
 

@@ -7,7 +7,15 @@ from desired import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("3600s", 3600), ("60m", 3600), ("1h", 3600), ("1h30m", 5400), ("2m5s", 125), (3600, 3600), ("300", 300)],
+    [
+        ("3600s", 3600),
+        ("60m", 3600),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("2m5s", 125),
+        (3600, 3600),
+        ("300", 300),
+    ],
 )
 def test_spellings_parse_to_seconds(text: str | int, seconds: int) -> None:
     assert parse_duration(text) == seconds

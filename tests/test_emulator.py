@@ -15,25 +15,37 @@ FAST = polling.DEFAULT_POLLING.with_delay(initial=0.01, maximum=0.1).with_timeou
 
 
 def update(client: run_v2.ServicesClient, service: run_v2.Service, *paths: str) -> run_v2.Service:
-    request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
+    request = run_v2.UpdateServiceRequest(
+        service=service, update_mask=field_mask_pb2.FieldMask(paths=list(paths))
+    )
     return client.update_service(request=request).result(timeout=10, polling=FAST)
 
 
-def test_get_returns_the_seeded_service_with_server_defaults(reference: Emulator, client: run_v2.ServicesClient) -> None:
+def test_get_returns_the_seeded_service_with_server_defaults(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
     service = client.get_service(name=REFERENCE)
     assert service.template.containers[0].image.endswith("cagent-api:2026.11.3")
     assert service.generation == 1 and service.observed_generation == 1
     assert service.etag and service.uri.startswith("https://cagent-api-")
-    assert service.latest_ready_revision.endswith("/revisions/cagent-api-00001-" + service.latest_ready_revision[-3:])
+    assert service.latest_ready_revision.endswith(
+        "/revisions/cagent-api-00001-" + service.latest_ready_revision[-3:]
+    )
     assert service.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
     assert service.template.max_instance_request_concurrency == 80
 
 
-def test_an_empty_template_reads_back_with_cloud_runs_defaults(emulator: Emulator, client: run_v2.ServicesClient) -> None:
-    emulator.store.seed(service_from_dict({
-        "name": "projects/demo-project/locations/us-central1/services/bare",
-        "template": {"containers": [{"image": "img"}]},
-    }))
+def test_an_empty_template_reads_back_with_cloud_runs_defaults(
+    emulator: Emulator, client: run_v2.ServicesClient
+) -> None:
+    emulator.store.seed(
+        service_from_dict(
+            {
+                "name": "projects/demo-project/locations/us-central1/services/bare",
+                "template": {"containers": [{"image": "img"}]},
+            }
+        )
+    )
     service = client.get_service(name="projects/demo-project/locations/us-central1/services/bare")
     assert service.template.timeout.total_seconds() == 300
     assert service.template.scaling.max_instance_count == 100
@@ -47,17 +59,29 @@ def test_get_of_an_unknown_service_is_not_found(emulator: Emulator, client: run_
         client.get_service(name="projects/demo-project/locations/us-central1/services/nope")
 
 
-def test_list_pages_through_every_service_of_a_location(emulator: Emulator, client: run_v2.ServicesClient) -> None:
+def test_list_pages_through_every_service_of_a_location(
+    emulator: Emulator, client: run_v2.ServicesClient
+) -> None:
     for index in range(7):
-        emulator.store.seed(service_from_dict({
-            "name": f"projects/demo-project/locations/us-central1/services/svc-{index}",
-            "template": {"containers": [{"image": "img"}]},
-        }))
-    emulator.store.seed(service_from_dict({
-        "name": "projects/demo-project/locations/europe-west1/services/elsewhere",
-        "template": {"containers": [{"image": "img"}]},
-    }))
-    pager = client.list_services(request={"parent": "projects/demo-project/locations/us-central1", "page_size": 3})
+        emulator.store.seed(
+            service_from_dict(
+                {
+                    "name": f"projects/demo-project/locations/us-central1/services/svc-{index}",
+                    "template": {"containers": [{"image": "img"}]},
+                }
+            )
+        )
+    emulator.store.seed(
+        service_from_dict(
+            {
+                "name": "projects/demo-project/locations/europe-west1/services/elsewhere",
+                "template": {"containers": [{"image": "img"}]},
+            }
+        )
+    )
+    pager = client.list_services(
+        request={"parent": "projects/demo-project/locations/us-central1", "page_size": 3}
+    )
     names = [service.name.rsplit("/", 1)[-1] for service in pager]
     assert names == [f"svc-{i}" for i in range(7)]
     assert emulator.store.calls["ListServices"] == 3
@@ -76,7 +100,9 @@ def test_update_honours_the_mask_and_leaves_other_fields_alone(
     assert updated.labels["team"] == "agents"
 
 
-def test_a_template_change_creates_a_revision_and_a_new_etag(reference: Emulator, client: run_v2.ServicesClient) -> None:
+def test_a_template_change_creates_a_revision_and_a_new_etag(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
     before = client.get_service(name=REFERENCE)
     before.template.timeout = {"seconds": 1200}
     after = update(client, before, "template.timeout")
@@ -86,7 +112,9 @@ def test_a_template_change_creates_a_revision_and_a_new_etag(reference: Emulator
     assert "-00002-" in after.latest_ready_revision
 
 
-def test_a_service_level_scaling_change_creates_no_revision(reference: Emulator, client: run_v2.ServicesClient) -> None:
+def test_a_service_level_scaling_change_creates_no_revision(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
     before = client.get_service(name=REFERENCE)
     before.scaling.min_instance_count = 1
     after = update(client, before, "scaling.min_instance_count")
@@ -116,7 +144,9 @@ def test_resending_a_known_revision_name_with_a_new_template_is_already_exists(
         update(client, service, "template")
 
 
-def test_invalid_values_are_rejected_with_field_violations(reference: Emulator, client: run_v2.ServicesClient) -> None:
+def test_invalid_values_are_rejected_with_field_violations(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
     service = client.get_service(name=REFERENCE)
     service.template.timeout = {"seconds": 4000}
     service.scaling.min_instance_count = 5

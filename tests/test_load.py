@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from desired import DesiredStateError, ScalingLevel, SecretRef, load_desired, load_desired_text
-
 from tests.conftest import ROOT
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "invalid-desired.yaml").read_text())
@@ -23,7 +22,10 @@ def test_invalid_documents_report_every_finding_with_its_position(case: dict[str
     assert len(findings) == len(case["findings"]), [str(f) for f in findings]
     for finding, expected in zip(findings, case["findings"], strict=True):
         assert (finding.file, finding.line, finding.column, finding.field) == (
-            "fleet.yaml", expected["line"], expected["column"], expected["field"],
+            "fleet.yaml",
+            expected["line"],
+            expected["column"],
+            expected["field"],
         ), str(finding)
         assert expected["reason"] in finding.message
         assert str(finding).startswith(f"fleet.yaml:{expected['line']}:{expected['column']} ")
@@ -32,11 +34,17 @@ def test_invalid_documents_report_every_finding_with_its_position(case: dict[str
 def test_the_root_file_declares_the_reference_service_as_the_runbook_wants_it() -> None:
     state = load_desired(ROOT / "desired-state.yaml")
     (service,) = state.services
-    assert (service.key.project, service.key.region, service.name) == ("demo-project", "us-central1", "cagent-api")
+    assert (service.key.project, service.key.region, service.name) == (
+        "demo-project",
+        "us-central1",
+        "cagent-api",
+    )
     assert service.timeout == 3600
     assert service.scaling is not None
     assert (service.scaling.level, service.scaling.min_instances, service.scaling.max_instances) == (
-        ScalingLevel.SERVICE, 1, 10,
+        ScalingLevel.SERVICE,
+        1,
+        10,
     )
     assert service.cpu_always_allocated is True
     assert service.env == {"DATABASE_URL": "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"}
@@ -56,7 +64,8 @@ def test_defaults_fill_in_and_a_service_may_override_them() -> None:
 @pytest.mark.parametrize("spelling", ["3600s", "60m", "1h", 3600])
 def test_timeout_spellings_load_to_the_same_seconds(spelling: str | int) -> None:
     state = load_desired_text(
-        f"defaults: {{project: demo-project, region: us-central1}}\nservices:\n  - name: a\n    timeout: {spelling}\n"
+        "defaults: {project: demo-project, region: us-central1}\n"
+        f"services:\n  - name: a\n    timeout: {spelling}\n"
     )
     assert state.services[0].timeout == 3600
 
@@ -88,12 +97,13 @@ def test_anchors_and_merge_keys_resolve() -> None:
         "  - <<: *base\n    name: b\n    timeout: 30m\n"
     )
     assert [(s.name, s.timeout, s.cpu_always_allocated) for s in state.services] == [
-        ("a", 3600, True), ("b", 1800, True),
+        ("a", 3600, True),
+        ("b", 1800, True),
     ]
 
 
 def test_aliases_that_expand_without_bound_are_refused() -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i-1}'] * 10)}]" for i in range(1, 7)]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
     with pytest.raises(DesiredStateError, match="aliases are expanded"):
         load_desired_text("\n".join(lines) + "\nservices: []\n")

@@ -31,7 +31,9 @@ def test_the_four_knobs_converge_and_nothing_else_changes(
     (outcome,) = result.outcomes
     assert outcome.result is ApplyResult.APPLIED, outcome.message
     assert {change.path for change in result.plan.services[0].changes} == {
-        "scaling.min_instance_count", "scaling.max_instance_count", "template.timeout",
+        "scaling.min_instance_count",
+        "scaling.max_instance_count",
+        "template.timeout",
         "template.containers[cagent-api-1].resources.cpu_idle",
         "template.containers[cagent-api-1].env[DATABASE_URL]",
     }
@@ -59,7 +61,9 @@ def test_the_four_knobs_converge_and_nothing_else_changes(
     assert second.plan.exit_code == 0
 
 
-def test_a_dry_run_writes_nothing(reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices) -> None:
+def test_a_dry_run_writes_nothing(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
     etag = client.get_service(name=REFERENCE).etag
     result = reconcile(root_desired(), gateway, dry_run=True)
     assert result.plan.exit_code == 2
@@ -73,7 +77,9 @@ def test_one_list_call_per_project_and_region(reference: Emulator, gateway: Clou
     assert dict(reference.store.calls) == {"ListServices": 1}
 
 
-def test_only_the_changed_owned_paths_are_in_the_update_mask(reference: Emulator, gateway: CloudRunServices) -> None:
+def test_only_the_changed_owned_paths_are_in_the_update_mask(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
     reconcile(root_desired(), gateway, dry_run=False)
     desired = load_desired_text(
         "defaults: {project: demo-project, region: us-central1}\n"
@@ -82,14 +88,21 @@ def test_only_the_changed_owned_paths_are_in_the_update_mask(reference: Emulator
     result = reconcile(desired, gateway, dry_run=False)
     assert result.outcomes[0].result is ApplyResult.APPLIED
     assert reference.store.update_masks == [
-        ["scaling.min_instance_count", "scaling.max_instance_count", "template.timeout", "template.containers"],
+        [
+            "scaling.min_instance_count",
+            "scaling.max_instance_count",
+            "template.timeout",
+            "template.containers",
+        ],
         ["template.timeout"],
     ]
     assert all(sent.template.revision == "" for sent in reference.store.update_requests)
     assert all(sent.etag for sent in reference.store.update_requests)
 
 
-def test_a_missing_service_is_reported_and_never_created(emulator: Emulator, gateway: CloudRunServices) -> None:
+def test_a_missing_service_is_reported_and_never_created(
+    emulator: Emulator, gateway: CloudRunServices
+) -> None:
     result = reconcile(root_desired(), gateway, dry_run=False)
     assert result.plan.services[0].status is PlanStatus.MISSING
     assert result.plan.exit_code == 1 and result.failed
@@ -107,7 +120,9 @@ class EditsBetweenReadAndWrite(CloudRunServices):
         if self._edit is not None:
             service, paths = self._edit
             self._edit = None
-            request = run_v2.UpdateServiceRequest(service=service, update_mask=field_mask_pb2.FieldMask(paths=paths))
+            request = run_v2.UpdateServiceRequest(
+                service=service, update_mask=field_mask_pb2.FieldMask(paths=paths)
+            )
             self._client.update_service(request=request).result(timeout=10)
         return super().apply(live, changes)
 
@@ -125,7 +140,9 @@ def test_a_concurrent_edit_is_never_overwritten(reference: Emulator, client: run
     assert reference.store.calls["GetService"] >= 1  # the re-read after the conflict
 
 
-def test_a_rejected_update_is_a_failed_outcome_not_a_crash(reference: Emulator, gateway: CloudRunServices) -> None:
+def test_a_rejected_update_is_a_failed_outcome_not_a_crash(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
     desired = load_desired_text(
         "defaults: {project: demo-project, region: us-central1}\n"
         # valid on its own, but above the live maximum: Cloud Run (and the emulator) refuse min > max
@@ -134,7 +151,9 @@ def test_a_rejected_update_is_a_failed_outcome_not_a_crash(reference: Emulator, 
     client = gateway._client
     live = client.get_service(name=REFERENCE)
     live.scaling.max_instance_count = 10
-    client.update_service(service=live, update_mask={"paths": ["scaling.max_instance_count"]}).result(timeout=10)
+    client.update_service(service=live, update_mask={"paths": ["scaling.max_instance_count"]}).result(
+        timeout=10
+    )
     result = reconcile(desired, gateway, dry_run=False)
     (outcome,) = result.outcomes
     assert outcome.result is ApplyResult.FAILED

@@ -1,0 +1,164 @@
+"""Properties over generated services and desired states, through the real client and the emulator:
+applying a plan converges (the next plan is empty), planning is deterministic, unowned fields never change."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from google.cloud import run_v2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.cloudrun import CloudRunServices, services_client
+from controller.diff import select_container
+from controller.plan import PlanStatus
+from controller.reconcile import ApplyResult, reconcile
+from desired import DesiredState, ScalingLevel, ServiceSpec
+from emulator import Emulator, service_from_dict
+
+_names = itertools.count()
+ENV_NAMES = ["DATABASE_URL", "LOG_LEVEL", "A", "B_1"]
+env_value = st.one_of(
+    st.text(alphabet="abcxyz:/?=&%", max_size=12),
+    st.builds(
+        lambda s, v: {"secret": s, "version": v},
+        st.sampled_from(["db-url", "token"]),
+        st.sampled_from(["latest", "1", "7"]),
+    ),
+)
+
+
+@st.composite
+def bounds(draw: st.DrawFn, high: int = 20) -> tuple[int, int]:
+    low = draw(st.integers(0, 5))
+    return low, draw(st.integers(max(low, 1), high))
+
+
+@st.composite
+def live_services(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(1, 3))
+    ingress = draw(st.integers(0, count - 1))
+    containers = []
+    for index in range(count):
+        container: dict[str, Any] = {"name": f"c{index}", "image": f"img-{index}:{draw(st.integers(0, 9))}"}
+        if index == ingress:
+            container["ports"] = [{"containerPort": 8080}]
+        if draw(st.booleans()):
+            container["resources"] = {"cpuIdle": draw(st.booleans()), "limits": {"cpu": "2", "memory": "1Gi"}}
+        entries = draw(st.dictionaries(st.sampled_from(ENV_NAMES), env_value, max_size=3))
+        container["env"] = [
+            {"name": k, "valueSource": {"secretKeyRef": v}}
+            if isinstance(v, dict)
+            else {"name": k, "value": v}
+            for k, v in entries.items()
+        ]
+        containers.append(container)
+    service_min, service_max = draw(bounds())
+    revision_min, revision_max = draw(bounds(100))
+    template: dict[str, Any] = {
+        "containers": containers,
+        "scaling": {"minInstanceCount": revision_min, "maxInstanceCount": revision_max},
+    }
+    if draw(st.booleans()):
+        template["timeout"] = f"{draw(st.integers(1, 3600))}s"
+    return {
+        "labels": {"team": draw(st.sampled_from(["a", "b"]))},
+        "annotations": {"example.com/owner": "someone"},
+        "scaling": {"minInstanceCount": service_min, "maxInstanceCount": service_max},
+        "template": template,
+    }
+
+
+@st.composite
+def desired_specs(draw: st.DrawFn) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if draw(st.booleans()):
+        fields["timeout"] = draw(st.sampled_from(["1s", "300s", "60m", "1h", "45m10s", 1200]))
+    if draw(st.booleans()):
+        low, high = draw(bounds())
+        fields["scaling"] = {
+            "level": draw(st.sampled_from(["service", "revision"])),
+            "minInstances": low,
+            "maxInstances": high,
+        }
+    if draw(st.booleans()):
+        fields["cpuAlwaysAllocated"] = draw(st.booleans())
+    fields["env"] = draw(st.dictionaries(st.sampled_from(ENV_NAMES), env_value, max_size=3))
+    return fields
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[tuple[Emulator, run_v2.ServicesClient, CloudRunServices]]:
+    with Emulator() as server:
+        client = services_client(server.address)
+        yield server, client, CloudRunServices(client, operation_timeout=10.0)
+        client.transport.close()
+
+
+def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: int) -> bytes:
+    """The service with every owned and output-only field cleared: what must never change."""
+    pb = copy.deepcopy(run_v2.Service.pb(service))
+    for name in (
+        "etag",
+        "generation",
+        "observed_generation",
+        "update_time",
+        "latest_ready_revision",
+        "latest_created_revision",
+        "traffic_statuses",
+        "terminal_condition",
+        "client",
+        "client_version",
+        "last_modifier",
+    ):
+        pb.ClearField(name)
+    if spec.timeout is not None:
+        pb.template.ClearField("timeout")
+    if spec.scaling is not None:
+        target = pb.scaling if spec.scaling.level is ScalingLevel.SERVICE else pb.template.scaling
+        target.min_instance_count = target.max_instance_count = 0
+    container = pb.template.containers[observed_index]
+    if spec.cpu_always_allocated is not None:
+        container.resources.cpu_idle = False
+    kept = [env for env in container.env if env.name not in spec.env]
+    del container.env[:]
+    container.env.extend(kept)
+    return pb.SerializeToString(deterministic=True)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(live=live_services(), fields=desired_specs())
+def test_apply_converges_deterministically_and_touches_only_owned_fields(
+    world: tuple[Emulator, run_v2.ServicesClient, CloudRunServices],
+    live: dict[str, Any],
+    fields: dict[str, Any],
+) -> None:
+    server, client, gateway = world
+    name = f"svc-{next(_names)}"
+    full_name = f"projects/demo-project/locations/us-central1/services/{name}"
+    server.store.seed(service_from_dict({"name": full_name, **live}))
+    desired = DesiredState.model_validate(
+        {
+            "defaults": {"project": "demo-project", "region": "us-central1"},
+            "services": [{"name": name, "project": "demo-project", "region": "us-central1", **fields}],
+        }
+    )
+    before = client.get_service(name=full_name)
+
+    first, again = (reconcile(desired, gateway, dry_run=True).plan for _ in range(2))
+    assert first == again  # determinism
+
+    result = reconcile(desired, gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result in (ApplyResult.APPLIED, ApplyResult.UNCHANGED), outcome.message
+    after_plan = reconcile(desired, gateway, dry_run=True).plan
+    assert after_plan.services[0].status is PlanStatus.IN_SYNC, after_plan.services[0].changes  # convergence
+
+    after = client.get_service(name=full_name)
+    spec = desired.services[0]
+    index = select_container(spec, first.services[0].observed.containers).index  # type: ignore[union-attr]
+    assert _owned_cleared(after, spec, index) == _owned_cleared(before, spec, index)
