@@ -8,6 +8,7 @@ Cloud Run's own YAML; an unknown key is an error, never ignored. Checks that nee
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -177,10 +178,9 @@ def _env_name(name: str) -> str:
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
-class ServiceKey(BaseModel):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceKey:
     """The identity of a Cloud Run service: project, region and name."""
-
-    model_config = ConfigDict(frozen=True)
 
     project: str
     region: str
