@@ -159,3 +159,17 @@ def test_the_demo_shows_drift_applies_and_ends_in_sync() -> None:
     ):
         assert fragment in out
     assert "CHANGED" not in out
+
+
+def test_without_an_emulator_or_credentials_plan_says_how_to_get_them(tmp_path: Path) -> None:
+    """The real-endpoint path: no ADC file, no GCE metadata probe (NO_GCE_CHECK), so a clear error at once."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("CLOUD_RUN_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
+    }
+    env.update({"HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "NO_GCE_CHECK": "true"})
+    result = subprocess.run([*COMMAND, "plan"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert result.returncode == 1
+    assert "no Google credentials" in result.stderr and "CLOUD_RUN_EMULATOR_HOST" in result.stderr
+    assert "Traceback" not in result.stderr
