@@ -8,16 +8,21 @@ success and 1 on any error. Nothing here decides what to change; it calls the co
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from controller import __version__
 from controller.errors import ReconcilerError
 from controller.logs import configure_logging
 from controller.plan import EXIT_ERROR
-from desired import DesiredState, DesiredStateError, load_desired
+from desired import CheckedDesired, DesiredStateError, ServiceKey, Severity, check_desired
+
+if TYPE_CHECKING:  # the Google client libraries load only for the commands that call them
+    from controller.cloudrun import CloudRunServices
 
 __all__ = ["main"]
 
@@ -35,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", help="check a desired-state file; exit 1 on any error")
-    validate.add_argument("file", nargs="?", default=DEFAULT_FILE)
+    validate.add_argument("file", nargs="?", default=None)
+    validate.add_argument(
+        "-f", "--file", dest="file_option", default=None, help="same as the positional FILE"
+    )
+    validate.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     for name, text in (
         ("plan", "show what differs from the desired state; exit 0 in sync, 2 drift, 1 error"),
@@ -78,41 +87,76 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    desired = load_desired(args.file)
-    print(f"{args.file}: valid ({len(desired.services)} service(s))")
-    return 0
+    args.file = args.file or args.file_option or DEFAULT_FILE
+    try:
+        checked = check_desired(args.file)
+    except DesiredStateError as error:
+        if args.output != "json":
+            raise
+        print(json.dumps({"valid": False, "findings": [f.as_dict() for f in error.findings]}, indent=2))
+        return EXIT_ERROR
+    if args.output == "json":
+        document = {"valid": not checked.has_errors, "findings": [f.as_dict() for f in checked.findings]}
+        print(json.dumps(document, indent=2))
+    else:
+        for finding in checked.findings:
+            print(finding.describe(), file=sys.stderr if finding.severity is Severity.ERROR else sys.stdout)
+        errors = sum(f.severity is Severity.ERROR for f in checked.findings)
+        verdict = f"{errors} error(s)" if errors else "valid"
+        counts = f"{len(checked.state.services)} service(s), {len(checked.findings)} finding(s)"
+        print(f"{args.file}: {verdict} ({counts})")
+    return EXIT_ERROR if checked.has_errors else 0
 
 
-def _gateway() -> object:
+def _checked(path: str) -> CheckedDesired:
+    """The desired state, with its policy errors and warnings printed on stderr."""
+    checked = check_desired(path)
+    for finding in checked.findings:
+        if finding.severity is not Severity.NOTE:
+            print(finding.describe(), file=sys.stderr)
+    return checked
+
+
+def _blocked(checked: CheckedDesired) -> dict[ServiceKey, str]:
+    return {
+        key: "policy error(s) " + ", ".join(sorted({f.code for f in findings})) + " (see `validate`)"
+        for key, findings in checked.blocking().items()
+    }
+
+
+def _gateway() -> CloudRunServices:
     from controller.cloudrun import CloudRunServices, services_client
 
     return CloudRunServices(services_client())
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from controller.reconcile import reconcile
-    from controller.render import plan_json, plan_text
-
-    desired = load_desired(args.file)
-    result = reconcile(desired, _gateway(), dry_run=True)  # type: ignore[arg-type]
-    print(
-        plan_json(result.plan) if args.output == "json" else plan_text(result.plan, color=sys.stdout.isatty())
-    )
-    return result.plan.exit_code
+    return _pass(args, dry_run=True)
 
 
 def _apply(args: argparse.Namespace) -> int:
+    return _pass(args, dry_run=False)
+
+
+def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
+    """One reconcile pass; `plan` is the same pass with the write switched off."""
     from controller.reconcile import reconcile
     from controller.render import outcomes_text, plan_json, plan_text
 
-    desired: DesiredState = load_desired(args.file)
-    result = reconcile(desired, _gateway(), dry_run=False)  # type: ignore[arg-type]
+    checked = _checked(args.file)
+    gateway = _gateway()
+    try:
+        result = reconcile(checked.state, gateway, dry_run=dry_run, blocked=_blocked(checked))
+    finally:
+        gateway.close()
     if args.output == "json":
-        print(plan_json(result.plan))
+        print(plan_json(result.plan, checked.findings, None if dry_run else result))
     else:
         print(plan_text(result.plan, color=sys.stdout.isatty()))
-        print()
-        print(outcomes_text(result))
+        if not dry_run:
+            print(f"\n{outcomes_text(result)}")
+    if dry_run:
+        return result.plan.exit_code
     return EXIT_ERROR if result.failed else 0
 
 
@@ -123,15 +167,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from emulator import Emulator, SeedError, load_seed_file
+    from emulator import ApiError, Emulator, SeedError, load_seed_file
 
     try:
         services = [service for path in args.seed for service in load_seed_file(path)]
     except SeedError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    server = Emulator(host=args.host, port=args.port)
-    server.seed(services)
+    try:
+        server = Emulator(host=args.host, port=args.port)
+        server.seed(services)
+    except (OSError, ApiError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     server.start()
 
     def stop(signum: int, _: FrameType | None) -> None:
@@ -139,7 +187,8 @@ def _emulator(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"Cloud Run API emulator listening on {server.address} ({len(services)} service(s) seeded)")
+    seeded = len(server.store.list_names())
+    print(f"Cloud Run API emulator listening on {server.address} ({seeded} service(s) seeded)")
     print(f"export CLOUD_RUN_EMULATOR_HOST={server.address}", flush=True)
     server.wait()
     return 0

@@ -10,6 +10,8 @@ exceptions into `controller.errors` at this boundary.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +40,7 @@ from desired import EnvValue, SecretRef, ServiceKey
 __all__ = ["CLIENT_NAME", "EMULATOR_HOST_ENV", "CloudRunServices", "observe", "services_client"]
 
 EMULATOR_HOST_ENV = "CLOUD_RUN_EMULATOR_HOST"
+_HOST_PORT = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
 
 _MASK_PATHS = {
@@ -63,10 +66,15 @@ _TRANSIENT = (
 )
 
 
-def services_client(emulator_host: str | None = None) -> run_v2.ServicesClient:
+def services_client(emulator_host: str | None = None, connect_timeout: float = 5.0) -> run_v2.ServicesClient:
     """The real client: to the emulator over plaintext when a host is given or set, else to Google."""
     host = emulator_host if emulator_host is not None else os.environ.get(EMULATOR_HOST_ENV, "")
     if host:
+        if not _HOST_PORT.fullmatch(host):
+            raise PermanentError(
+                f"{EMULATOR_HOST_ENV} must be host:port such as 127.0.0.1:8085, got {host!r}"
+            )
+        _probe(host, connect_timeout)
         return run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=grpc.insecure_channel(host)))
     try:
         return run_v2.ServicesClient()
@@ -77,13 +85,29 @@ def services_client(emulator_host: str | None = None) -> run_v2.ServicesClient:
         ) from None
 
 
+def _probe(host: str, timeout: float) -> None:
+    """Fail at once, by name, when nothing listens at the emulator's address (gRPC would retry for 10 s)."""
+    name, _, port = host.rpartition(":")
+    try:
+        socket.create_connection((name.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise PermanentError(
+            f"nothing answers at {host} ({EMULATOR_HOST_ENV}: {error.strerror or error}): start "
+            "`cloudrun-reconciler emulator` there, or unset the variable to use Google Cloud"
+        ) from None
+
+
+def _status_name(error: gexc.GoogleAPICallError) -> str:
+    return error.grpc_status_code.name if error.grpc_status_code is not None else str(error.code)
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     """Map Google's exceptions to the controller's own, with redacted messages."""
     try:
         yield
     except gexc.GoogleAPICallError as error:
-        code = error.grpc_status_code.name if error.grpc_status_code else str(error.code)
+        code = _status_name(error)
         message = redact_text(f"{code}: {error.message}")
         if isinstance(error, _CONFLICT):
             raise ConflictError(message, code) from None
@@ -93,7 +117,12 @@ def _translated() -> Iterator[None]:
             raise TransientError(message, code) from None
         raise PermanentError(message, code) from None
     except gexc.RetryError as error:
-        raise TransientError(redact_text(f"gave up waiting: {error.message}"), "DEADLINE_EXCEEDED") from None
+        cause = error.cause
+        last = f"{_status_name(cause)}: {cause.message}" if isinstance(cause, gexc.GoogleAPICallError) else ""
+        raise TransientError(
+            redact_text(f"gave up retrying ({error.message}){'; last error ' + last if last else ''}"),
+            "DEADLINE_EXCEEDED",
+        ) from None
 
 
 class CloudRunServices:

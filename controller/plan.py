@@ -34,6 +34,12 @@ class PlanStatus(StrEnum):
     DRIFTED = "Drifted"
     MISSING = "Missing"  # declared, not found live; never created: the desired file holds no image
     ERROR = "Error"  # could not be observed or matched
+    BLOCKED = "Blocked"  # the desired file has unacknowledged policy errors for it: planned, never applied
+
+    @property
+    def is_problem(self) -> bool:
+        """A status that needs a person: the service cannot be brought in sync as declared."""
+        return self in (PlanStatus.MISSING, PlanStatus.ERROR, PlanStatus.BLOCKED)
 
 
 @dataclass(frozen=True)
@@ -61,13 +67,17 @@ class Plan:
 
     @property
     def exit_code(self) -> int:
-        if any(s.status in (PlanStatus.ERROR, PlanStatus.MISSING) for s in self.services):
+        if any(s.status.is_problem for s in self.services):
             return EXIT_ERROR
         return EXIT_DRIFT if self.drifted else EXIT_IN_SYNC
 
 
-def plan_service(spec: ServiceSpec, observed: ObservedService | None, error: str = "") -> ServicePlan:
-    """Plan one service from what was observed of it, or from the error met while observing it."""
+def plan_service(
+    spec: ServiceSpec, observed: ObservedService | None, error: str = "", blocked_by: str = ""
+) -> ServicePlan:
+    """Plan one service from what was observed of it, or from the error met while observing it.
+
+    `blocked_by` names the policy errors that forbid applying it; the changes are still shown."""
     if error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=error)
     if observed is None:
@@ -78,6 +88,8 @@ def plan_service(spec: ServiceSpec, observed: ObservedService | None, error: str
         changes = diff_service(spec, observed)
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
+    if blocked_by:
+        return ServicePlan(spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed)
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
     return ServicePlan(spec.key, status, changes, observed=observed)
 
@@ -86,7 +98,13 @@ def plan_fleet(
     desired: DesiredState,
     observed: Mapping[ServiceKey, ObservedService],
     errors: Mapping[ServiceKey, str] | None = None,
+    blocked: Mapping[ServiceKey, str] | None = None,
 ) -> Plan:
     """Plan every declared service, in the order the desired file declares them."""
-    errors = errors or {}
-    return Plan(tuple(plan_service(s, observed.get(s.key), errors.get(s.key, "")) for s in desired.services))
+    errors, blocked = errors or {}, blocked or {}
+    return Plan(
+        tuple(
+            plan_service(s, observed.get(s.key), errors.get(s.key, ""), blocked.get(s.key, ""))
+            for s in desired.services
+        )
+    )

@@ -9,7 +9,7 @@ applied. One failed service never aborts the pass. Dry run is this same pass wit
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -66,7 +66,7 @@ class PassResult:
     @property
     def failed(self) -> bool:
         return any(o.result is ApplyResult.FAILED for o in self.outcomes) or any(
-            s.status in (PlanStatus.ERROR, PlanStatus.MISSING) for s in self.plan.services
+            s.status.is_problem for s in self.plan.services
         )
 
 
@@ -90,10 +90,16 @@ def observe_fleet(
     return live, errors
 
 
-def reconcile(desired: DesiredState, gateway: ServicesGateway, *, dry_run: bool) -> PassResult:
-    """Observe, plan, and (unless `dry_run`) apply every declared service."""
+def reconcile(
+    desired: DesiredState,
+    gateway: ServicesGateway,
+    *,
+    dry_run: bool,
+    blocked: Mapping[ServiceKey, str] | None = None,
+) -> PassResult:
+    """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors."""
     live, errors = observe_fleet(desired, gateway)
-    plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors)
+    plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors, blocked)
     outcomes = []
     for spec, service_plan in zip(desired.services, plan.services, strict=True):
         log = _log.bind(service=spec.name, project=spec.key.project, region=spec.key.region)

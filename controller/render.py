@@ -8,13 +8,14 @@ print the same once redacted still prints, marked as a change to its secret part
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from controller.diff import FieldChange, ManagedField, Value
 from controller.plan import Plan, PlanStatus, ServicePlan
-from controller.reconcile import ApplyResult, PassResult
+from controller.reconcile import ApplyResult, PassResult, ServiceOutcome
 from controller.redact import redact_env_value
-from desired import SecretRef, format_duration
+from desired import Finding, SecretRef, format_duration
 
 __all__ = ["outcomes_text", "plan_json", "plan_text"]
 
@@ -23,9 +24,10 @@ _STATUS_MARK = {
     PlanStatus.IN_SYNC: "=",
     PlanStatus.DRIFTED: "~",
     PlanStatus.MISSING: "?",
+    PlanStatus.BLOCKED: "x",
     PlanStatus.ERROR: "!",
 }
-_COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "=": "\033[32m"}
+_COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "x": "\033[31m", "=": "\033[32m"}
 _RESET = "\033[0m"
 
 
@@ -70,15 +72,19 @@ def plan_text(plan: Plan, *, color: bool = False) -> str:
     """The plan grouped by service, one line per field, `old → new`."""
     drifted = plan.drifted
     fields = sum(len(service.changes) for service in drifted)
-    summary = (
-        f"Plan: {len(plan.services)} service(s) declared, "
-        f"{len(drifted)} drifted ({fields} field(s) to change)"
-        if drifted
-        else f"No changes: {len(plan.services)} service(s) declared"
-    )
-    problems = [s for s in plan.services if s.status in (PlanStatus.MISSING, PlanStatus.ERROR)]
+    problems = [s for s in plan.services if s.status.is_problem]
     if problems:
-        summary += f", {len(problems)} cannot be planned"
+        kinds = ", ".join(sorted({str(s.status) for s in problems}))
+        summary = (
+            f"Not in sync: {len(problems)} of {len(plan.services)} service(s) cannot be reconciled ({kinds})"
+        )
+        if drifted:
+            summary += f"; {len(drifted)} other(s) drifted ({fields} field(s) to change)"
+    elif drifted:
+        summary = f"Plan: {len(plan.services)} service(s) declared, {len(drifted)} drifted"
+        summary += f" ({fields} field(s) to change)"
+    else:
+        summary = f"No changes: {len(plan.services)} service(s) declared, all in sync"
     lines = [summary + "."]
     for service in plan.services:
         lines.append("")
@@ -94,35 +100,49 @@ def _json_value(change: FieldChange, value: Value) -> Any:
     return value
 
 
-def plan_json(plan: Plan) -> str:
-    """The plan as JSON (schema: docs in README, `format_version` 1)."""
+def plan_json(plan: Plan, findings: Sequence[Finding] = (), result: PassResult | None = None) -> str:
+    """The plan as JSON (`format_version` 1, documented in the README), with the desired file's findings.
+
+    With `result` (after `apply`), each service also carries its outcome and `exit_code` is the command's."""
+    outcomes = {outcome.key: outcome for outcome in result.outcomes} if result else {}
+    exit_code = plan.exit_code if result is None else (1 if result.failed else 0)
     document = {
         "format_version": FORMAT_VERSION,
-        "exit_code": plan.exit_code,
-        "services": [
-            {
-                "name": service.key.name,
-                "project": service.key.project,
-                "region": service.key.region,
-                "resource": service.key.resource_name,
-                "status": str(service.status),
-                "message": service.message,
-                "etag": service.observed.etag if service.observed else None,
-                "creates_revision": service.creates_revision,
-                "changes": [
-                    {
-                        "path": change.path,
-                        "field": change.field.name.lower(),
-                        "old": _json_value(change, change.old),
-                        "new": _json_value(change, change.new),
-                    }
-                    for change in service.changes
-                ],
-            }
-            for service in plan.services
-        ],
+        "exit_code": exit_code,
+        "findings": [finding.as_dict() for finding in findings],
+        "services": [_service_json(service, outcomes.get(service.key)) for service in plan.services],
     }
     return json.dumps(document, indent=2)
+
+
+def _service_json(service: ServicePlan, outcome: ServiceOutcome | None) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": service.key.name,
+        "project": service.key.project,
+        "region": service.key.region,
+        "resource": service.key.resource_name,
+        "status": str(service.status),
+        "message": service.message,
+        "etag": service.observed.etag if service.observed else None,
+        "creates_revision": service.creates_revision,
+        "changes": [
+            {
+                "path": change.path,
+                "field": change.field.name.lower(),
+                "old": _json_value(change, change.old),
+                "new": _json_value(change, change.new),
+            }
+            for change in service.changes
+        ],
+    }
+    if outcome is not None:
+        document["outcome"] = {
+            "result": outcome.result.value,
+            "message": outcome.message,
+            "etag": outcome.etag_after or None,
+            "revision": outcome.revision or None,
+        }
+    return document
 
 
 def outcomes_text(result: PassResult) -> str:

@@ -1,4 +1,4 @@
-"""The declared state of a Cloud Run fleet: its schema, loading it from YAML, and its errors.
+"""The declared state of a Cloud Run fleet: its schema, loading it from YAML, and its policy checks.
 
 This package owns `desired-state.yaml` as a contract. It imports nothing from `controller/` and
 nothing from Google: what it hands out are frozen pydantic models, and what it raises on bad input
@@ -6,22 +6,38 @@ is a `DesiredStateError` whose findings each name the file, line, column and fie
 """
 
 from desired.duration import format_duration, parse_duration
-from desired.load import DesiredStateError, Finding, load_desired, load_desired_text
+from desired.fields import EnvValue, PlainValue, SecretRef, ServiceKey
+from desired.findings import DesiredStateError, Finding, Severity
+from desired.load import CheckedDesired, check_desired, check_desired_text, load_desired, load_desired_text
+from desired.policy import CHECKS
 from desired.schema import (
+    CloudSqlTarget,
+    ContentionSignal,
+    ControllerSettings,
+    DatabaseSpec,
     DesiredState,
-    EnvValue,
-    PlainValue,
+    EscalationSpec,
+    ExecutionEnvironment,
     ScalingLevel,
     ScalingSpec,
-    SecretRef,
-    ServiceKey,
     ServiceSpec,
+    SqliteDialect,
+    StorageErrorSignal,
+    VolumeSpec,
 )
 
 __all__ = [
+    "CHECKS",
+    "CheckedDesired",
+    "CloudSqlTarget",
+    "ContentionSignal",
+    "ControllerSettings",
+    "DatabaseSpec",
     "DesiredState",
     "DesiredStateError",
     "EnvValue",
+    "EscalationSpec",
+    "ExecutionEnvironment",
     "Finding",
     "PlainValue",
     "ScalingLevel",
@@ -29,6 +45,12 @@ __all__ = [
     "SecretRef",
     "ServiceKey",
     "ServiceSpec",
+    "Severity",
+    "SqliteDialect",
+    "StorageErrorSignal",
+    "VolumeSpec",
+    "check_desired",
+    "check_desired_text",
     "format_duration",
     "load_desired",
     "load_desired_text",

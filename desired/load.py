@@ -1,8 +1,8 @@
-"""Loading `desired-state.yaml` into a `DesiredState`, or failing with every error and where it is.
+"""Loading `desired-state.yaml`: parse, validate, resolve defaults, run the policy checks.
 
-Owns the translation from YAML and pydantic errors to findings of the form
-`file:line:column field: reason`, and the checks across services (defaults, duplicates) that need
-positions. A document either loads whole or raises `DesiredStateError`; nothing half-valid leaves here.
+Owns the translation of YAML, pydantic and policy results into `Finding`s that name file, line, column,
+code and field. Schema errors raise `DesiredStateError`: nothing half-valid leaves here. Policy findings
+come back beside the valid state in a `CheckedDesired`, which says which services they block.
 """
 
 from __future__ import annotations
@@ -10,71 +10,123 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from desired.fields import ServiceKey
+from desired.findings import DesiredStateError, Finding, Severity
+from desired.policy import Violation, check_policy
 from desired.schema import DesiredState, ServiceSpec
 from desired.yamlpos import Path, PositionedDocument, YamlSyntaxError, parse_yaml
 
-__all__ = ["DesiredStateError", "Finding", "load_desired", "load_desired_text"]
+__all__ = ["CheckedDesired", "check_desired", "check_desired_text", "load_desired", "load_desired_text"]
+
+_ERROR_CODES = {
+    "extra_forbidden": "CR002",
+    "missing": "CR005",
+    "timeout_range": "CR010",
+    "min_above_max": "CR011",
+}
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One problem in the file, with a position a person and an editor can jump to."""
+class CheckedDesired:
+    """A valid desired state and what the policy checks found in it."""
 
-    file: str
-    line: int
-    column: int
-    field: str
-    message: str
+    state: DesiredState
+    findings: tuple[Finding, ...]
 
-    def __str__(self) -> str:
-        field = f" {self.field}:" if self.field else ""
-        return f"{self.file}:{self.line}:{self.column}{field} {self.message}"
+    @property
+    def has_errors(self) -> bool:
+        return any(finding.severity is Severity.ERROR for finding in self.findings)
+
+    def blocking(self) -> dict[ServiceKey, tuple[Finding, ...]]:
+        """Unacknowledged errors by service: `apply` writes none of these services."""
+        blocked: dict[ServiceKey, tuple[Finding, ...]] = {}
+        for index, spec in enumerate(self.state.services):
+            errors = tuple(
+                f for f in self.findings if f.service_index == index and f.severity is Severity.ERROR
+            )
+            if errors:
+                blocked[spec.key] = errors
+        return blocked
 
 
-class DesiredStateError(Exception):
-    """The desired file is invalid; `findings` lists every problem found, in file order."""
-
-    def __init__(self, findings: Sequence[Finding]) -> None:
-        self.findings = tuple(sorted(findings, key=lambda f: (f.file, f.line, f.column, f.field)))
-        super().__init__("\n".join(str(finding) for finding in self.findings))
+def _read(path: str | FsPath) -> str:
+    try:
+        return FsPath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise DesiredStateError(
+            [Finding(str(path), 1, 1, "CR003", "", f"cannot read the file: {reason}")]
+        ) from None
 
 
 def load_desired(path: str | FsPath) -> DesiredState:
-    """Read and validate the file at `path`."""
-    name = str(path)
-    try:
-        text = FsPath(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise DesiredStateError([Finding(name, 1, 1, "", f"cannot read the file: {reason}")]) from None
-    return load_desired_text(text, name)
+    """Read and validate the file at `path` (schema only; see `check_desired` for the policy)."""
+    return load_desired_text(_read(path), str(path))
+
+
+def check_desired(path: str | FsPath) -> CheckedDesired:
+    """Read, validate and policy-check the file at `path`."""
+    return check_desired_text(_read(path), str(path))
 
 
 def load_desired_text(text: str, filename: str = "<desired>") -> DesiredState:
     """Validate `text` as a desired-state document; `filename` only labels the findings."""
+    return _load(text, filename)[0]
+
+
+def check_desired_text(text: str, filename: str = "<desired>") -> CheckedDesired:
+    state, document = _load(text, filename)
+    findings = tuple(_policy_finding(filename, document, v) for v in check_policy(state))
+    return CheckedDesired(state, tuple(sorted(findings, key=lambda f: (f.line, f.column, f.code))))
+
+
+def _load(text: str, filename: str) -> tuple[DesiredState, PositionedDocument]:
     try:
         document = parse_yaml(text)
     except YamlSyntaxError as error:
-        mark = error.mark
+        mark, code = error.mark, "CR004" if error.path else "CR003"
         raise DesiredStateError(
-            [Finding(filename, mark.line, mark.column, _field_name(error.path), error.reason)]
+            [Finding(filename, mark.line, mark.column, code, _field_name(error.path), error.reason)]
         ) from None
     if not isinstance(document.value, dict):
         raise DesiredStateError(
-            [Finding(filename, 1, 1, "", "expected a mapping with `services:` at the top")]
+            [Finding(filename, 1, 1, "CR001", "", "expected a mapping with `services:` at the top")]
         )
     try:
         state = DesiredState.model_validate(document.value)
     except ValidationError as error:
         raise DesiredStateError([_finding(filename, document, e) for e in error.errors()]) from None
-    return _resolve(state, document, filename)
+    return _resolve(state, document, filename), document
+
+
+def _policy_finding(filename: str, document: PositionedDocument, violation: Violation) -> Finding:
+    mark = document.locate(
+        violation.path, at_key=violation.path[-1:] != ("name",) and _is_key(violation.path)
+    )
+    index = violation.path[1] if len(violation.path) > 1 and isinstance(violation.path[1], int) else None
+    return Finding(
+        filename,
+        mark.line,
+        mark.column,
+        violation.code,
+        _field_name(violation.path),
+        violation.message,
+        violation.severity,
+        violation.fix,
+        violation.acknowledged,
+        index,
+    )
+
+
+def _is_key(path: Path) -> bool:
+    """Acknowledgement findings point at the acknowledged key, others at the value."""
+    return len(path) >= 2 and path[-2] == "acknowledge"
 
 
 def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -> DesiredState:
@@ -92,6 +144,7 @@ def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -
                         filename,
                         mark.line,
                         mark.column,
+                        "CR006",
                         f"services[{index}].{field}",
                         f"no {field} for service {service.name!r}: set it here or in defaults.{field}",
                     )
@@ -106,6 +159,7 @@ def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -
                     filename,
                     mark.line,
                     mark.column,
+                    "CR007",
                     f"services[{index}].name",
                     f"service {service.name!r} in {project}/{region} is already declared at "
                     f"services[{seen[identity]}]",
@@ -152,6 +206,9 @@ def _finding(filename: str, document: PositionedDocument, error: Any) -> Finding
     loc = tuple(error["loc"])
     kind = error["type"]
     path = _document_path(document, loc)
+    code = _ERROR_CODES.get(kind, "CR001")
+    if kind == "greater_than_equal" and str(loc[-1]).endswith("Instances"):
+        code = "CR012"
     if kind == "extra_forbidden":
         path = (*path[:-1], loc[-1]) if path and path[-1] == loc[-1] else (*path, loc[-1])
         mark = document.locate(path, at_key=True)
@@ -163,24 +220,28 @@ def _finding(filename: str, document: PositionedDocument, error: Any) -> Finding
     else:
         mark = document.locate(path)
         message = _plain_message(error["msg"])
-    return Finding(filename, mark.line, mark.column, _field_name(path), message)
+    return Finding(filename, mark.line, mark.column, code, _field_name(path), message)
 
 
 def _plain_message(message: str) -> str:
     for prefix, replacement in (("Value error, ", ""), ("Input should be", "must be")):
         if message.startswith(prefix):
             message = replacement + message[len(prefix) :]
-    if message[1:2].islower():  # "Input should…" reads "input should…", "PORT is…" stays
+    if message.split(" ", 1)[0] in _PYDANTIC_OPENINGS:  # "Input should…" reads "input should…"
         message = message[:1].lower() + message[1:]
     return message
 
 
+_PYDANTIC_OPENINGS = frozenset(
+    {"Input", "Field", "String", "List", "Dictionary", "Value", "Extra", "Object", "Tuple", "Set", "Unable"}
+)
+
+
 def _unknown_field_message(key: str, allowed: list[str]) -> str:
-    if not allowed:
-        return "unknown field"
     close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown field (allowed: {', '.join(allowed)}){hint}"
+    if close:
+        return f"unknown field; did you mean {close[0]!r}?"
+    return f"unknown field (allowed: {', '.join(allowed)})" if allowed else "unknown field"
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:

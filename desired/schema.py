@@ -1,93 +1,74 @@
 """The schema of `desired-state.yaml`: strict, frozen pydantic models for a fleet of Cloud Run services.
 
 Owns what may be declared and the range of each value. Keys are camelCase, as in Kubernetes and in
-Cloud Run's own YAML; an unknown key is an error, never ignored. Checks that need more than one value
-(defaults, duplicates) live in `desired.load`, which knows where each value sits in the file.
+Cloud Run's own YAML; an unknown key is an error, never ignored. Checks across values (defaults,
+duplicates) live in `desired.load`; judgements about risky combinations live in `desired.policy`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from desired.duration import format_duration, parse_duration
+from desired.fields import (
+    INT32_MAX,
+    EnvEntry,
+    EnvName,
+    ProjectId,
+    Region,
+    ServiceKey,
+    ServiceName,
+    StrictModel,
+    TimeoutSeconds,
+    duration_at_least,
+    pattern,
+)
 
 __all__ = [
     "API_VERSION",
-    "MAX_TIMEOUT_SECONDS",
+    "CloudSqlTarget",
+    "ContentionSignal",
+    "ControllerSettings",
+    "DatabaseSpec",
     "Defaults",
     "DesiredState",
-    "EnvValue",
-    "PlainValue",
+    "EscalationSpec",
+    "ExecutionEnvironment",
     "ScalingLevel",
     "ScalingSpec",
-    "SecretRef",
-    "ServiceKey",
     "ServiceSpec",
+    "SqliteDialect",
+    "StorageErrorSignal",
+    "VolumeSpec",
 ]
 
 API_VERSION = "cloudrun-reconciler/v1alpha1"
-MAX_TIMEOUT_SECONDS = 3600  # Cloud Run's limit for template.timeout
-_INT32_MAX = 2**31 - 1
-_SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
-_PROJECT_ID = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
-_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-# Cloud Run sets these itself and rejects them in a container's env.
-_RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
-_MAX_ENV_VALUE_BYTES = 32_768
+_VOLUME_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_BUCKET = re.compile(r"[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]")
+_MOUNT_OPTION = re.compile(r"[a-z0-9][-a-z0-9_.]*(=[^\s,]+)?")
+_METRIC_TYPE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+/[A-Za-z0-9_./-]+")
+_CLOUD_SQL_INSTANCE = re.compile(r"[a-z][-a-z0-9:.]*[a-z0-9]:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*")
+_FORBIDDEN_MOUNTS = ("/dev", "/proc", "/sys")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=to_camel)
+def _enum_value(kind: type[StrEnum]) -> Any:
+    """Accept an enum by its lower-case spelling, with an error that lists the choices."""
 
-
-def _pattern(regex: re.Pattern[str], what: str) -> Any:
-    def check(value: str) -> str:
-        if not regex.fullmatch(value):
-            raise PydanticCustomError(
-                "pattern", "{value!r} is not a valid {what}", {"value": value, "what": what}
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-def _timeout(value: Any) -> int:
-    try:
-        seconds = parse_duration(value)
-    except (ValueError, AttributeError) as error:
-        raise PydanticCustomError("duration", str(error)) from None
-    if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and value in kind._value2member_map_:
+            return kind(value)
+        if isinstance(value, kind):
+            return value
+        choices = ", ".join(repr(member.value) for member in kind)
         raise PydanticCustomError(
-            "timeout_range",
-            "must be between 1s and {limit} (Cloud Run's maximum), got {got}",
-            {"limit": format_duration(MAX_TIMEOUT_SECONDS), "got": format_duration(seconds)},
+            "enum", "must be one of {choices}, got {got}", {"choices": choices, "got": repr(value)}
         )
-    return seconds
 
-
-ServiceName = Annotated[str, _pattern(_SERVICE_NAME, "Cloud Run service name")]
-ProjectId = Annotated[str, _pattern(_PROJECT_ID, "project ID")]
-Region = Annotated[str, _pattern(_REGION, "region such as us-central1")]
-TimeoutSeconds = Annotated[int, BeforeValidator(_timeout)]
-InstanceCount = Annotated[int, Field(ge=0, le=_INT32_MAX)]
+    return parse
 
 
 class ScalingLevel(StrEnum):
@@ -97,21 +78,25 @@ class ScalingLevel(StrEnum):
     REVISION = "revision"
 
 
-class ScalingSpec(_Strict):
+class ExecutionEnvironment(StrEnum):
+    GEN1 = "gen1"
+    GEN2 = "gen2"
+
+
+class SqliteDialect(StrEnum):
+    """Whose URL syntax the SQLite URL follows: go-sqlite3 (mattn), modernc.org/sqlite, or Python."""
+
+    MATTN = "mattn"
+    MODERNC = "modernc"
+    PYTHON = "python"
+
+
+class ScalingSpec(StrictModel):
     """Instance bounds and the level they apply at; the level is never guessed."""
 
-    level: ScalingLevel
-    min_instances: InstanceCount | None = None
-    max_instances: Annotated[int, Field(ge=1, le=_INT32_MAX)] | None = None
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _level_from_text(cls, value: Any) -> Any:
-        if isinstance(value, str) and value in ScalingLevel._value2member_map_:
-            return ScalingLevel(value)
-        raise PydanticCustomError(
-            "scaling_level", "must be 'service' or 'revision', got {got}", {"got": repr(value)}
-        )
+    level: Annotated[ScalingLevel, BeforeValidator(_enum_value(ScalingLevel))]
+    min_instances: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    max_instances: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
 
     @field_validator("max_instances")
     @classmethod
@@ -126,79 +111,93 @@ class ScalingSpec(_Strict):
         return value
 
 
-class SecretRef(_Strict):
-    """A Secret Manager reference; the controller never reads the secret's value."""
-
-    secret: Annotated[str, Field(min_length=1)]
-    version: Annotated[str, Field(min_length=1)] = "latest"
-
-    def __str__(self) -> str:
-        return f"secret:{self.secret}:{self.version}"
-
-
-PlainValue = str
-EnvValue = PlainValue | SecretRef
-
-
-def _env_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "<plain>"
-    if isinstance(value, dict | SecretRef):
-        return "<secret-ref>"
-    return None
-
-
-def _env_value_size(value: EnvValue) -> EnvValue:
-    if isinstance(value, str) and len(value.encode()) > _MAX_ENV_VALUE_BYTES:
-        raise PydanticCustomError("env_size", "an env value is limited to 32768 bytes")
-    return value
-
-
-EnvEntry = Annotated[
-    Annotated[PlainValue, Tag("<plain>")] | Annotated[SecretRef, Tag("<secret-ref>")],
-    Discriminator(
-        _env_kind,
-        custom_error_type="env_value",
-        custom_error_message="must be a string (quote numbers) or a secret reference {secret, version}",
-    ),
-    AfterValidator(_env_value_size),
-]
-
-
-def _env_name(name: str) -> str:
-    if not _ENV_NAME.fullmatch(name):
-        raise PydanticCustomError("env_name", "{name!r} is not a valid env var name", {"name": name})
-    if name in _RESERVED_ENV:
+def _mount_path(path: str) -> str:
+    if not path.startswith("/") or "//" in path or (path != "/" and path.endswith("/")):
         raise PydanticCustomError(
-            "env_reserved", "{name} is set by Cloud Run and cannot be declared", {"name": name}
+            "mount_path", "must be an absolute path such as /work, got {got}", {"got": repr(path)}
         )
-    return name
+    if any(path == root or path.startswith(root + "/") for root in _FORBIDDEN_MOUNTS) or path == "/":
+        raise PydanticCustomError("mount_path", "Cloud Run refuses volumes mounted at /, /dev, /proc or /sys")
+    return path
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
+def _mount_options(options: list[str]) -> list[str]:
+    keys = [option.split("=", 1)[0] for option in options]
+    duplicated = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicated:
+        raise PydanticCustomError(
+            "mount_options", "option {keys} given more than once", {"keys": ", ".join(duplicated)}
+        )
+    return options
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceKey:
-    """The identity of a Cloud Run service: project, region and name."""
+class VolumeSpec(StrictModel):
+    """A Cloud Storage bucket mounted through GCS FUSE into the managed container."""
 
-    project: str
-    region: str
-    name: str
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.region}"
-
-    @property
-    def resource_name(self) -> str:
-        return f"{self.parent}/services/{self.name}"
-
-    def __str__(self) -> str:
-        return self.resource_name
+    name: Annotated[str, pattern(_VOLUME_NAME, "volume name")]
+    bucket: Annotated[str, pattern(_BUCKET, "Cloud Storage bucket name")]
+    mount_path: Annotated[str, AfterValidator(_mount_path)]
+    mount_options: Annotated[
+        list[Annotated[str, pattern(_MOUNT_OPTION, "gcsfuse option (a flag without its leading --)")]],
+        AfterValidator(_mount_options),
+    ] = Field(default_factory=list)
+    read_only: bool = False
 
 
-class ServiceSpec(_Strict):
+class DatabaseSpec(StrictModel):
+    """Which env var holds the SQLite URL, and whose syntax it follows."""
+
+    env: EnvName = "DATABASE_URL"
+    dialect: Annotated[SqliteDialect, BeforeValidator(_enum_value(SqliteDialect))]
+
+
+MetricType = Annotated[str, pattern(_METRIC_TYPE, "metric type such as logging.googleapis.com/user/NAME")]
+
+
+class ContentionSignal(StrictModel):
+    """`database is locked`: normal under load up to a point, so judged as a rate per request."""
+
+    metric: MetricType
+    max_rate: Annotated[float, Field(gt=0, le=1)]
+
+
+class StorageErrorSignal(StrictModel):
+    """`disk I/O error`, `database disk image is malformed`, `OutOfOrderError`: storage unfit for SQLite."""
+
+    metric: MetricType
+    max_count: Annotated[int, Field(ge=0)] = 0
+
+
+class CloudSqlTarget(StrictModel):
+    """Where the service goes when SQLite keeps failing."""
+
+    instance: Annotated[
+        str, pattern(_CLOUD_SQL_INSTANCE, "Cloud SQL connection name project:region:instance")
+    ]
+    database_url: EnvEntry
+
+
+class EscalationSpec(StrictModel):
+    """When to move the service from SQLite to Cloud SQL: a breach held over consecutive windows."""
+
+    window: duration_at_least(60, "Cloud Monitoring's smallest alignment period") = 300  # type: ignore[valid-type]
+    consecutive_windows: Annotated[int, Field(ge=1, le=1000)] = 3
+    min_requests: Annotated[int, Field(ge=0)] = 20
+    contention: ContentionSignal | None = None
+    storage_errors: StorageErrorSignal | None = None
+    cloud_sql: CloudSqlTarget | None = None
+
+    @model_validator(mode="after")
+    def _some_signal(self) -> EscalationSpec:
+        if self.contention is None and self.storage_errors is None:
+            raise PydanticCustomError("no_signal", "name at least one signal: contention or storageErrors")
+        return self
+
+
+LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+
+
+class ServiceSpec(StrictModel):
     """One service's declared knobs. A knob left out is not managed: never reverted, never cleared."""
 
     name: ServiceName
@@ -208,7 +207,17 @@ class ServiceSpec(_Strict):
     timeout: TimeoutSeconds | None = None
     scaling: ScalingSpec | None = None
     cpu_always_allocated: bool | None = None
+    startup_cpu_boost: bool | None = None
+    execution_environment: (
+        Annotated[ExecutionEnvironment, BeforeValidator(_enum_value(ExecutionEnvironment))] | None
+    ) = None
     env: dict[EnvName, EnvEntry] = Field(default_factory=dict)
+    volume: VolumeSpec | None = None
+    labels: dict[LabelKey, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
+    annotations: dict[LabelKey, str] = Field(default_factory=dict)
+    database: DatabaseSpec | None = None
+    escalation: EscalationSpec | None = None
+    acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
     @property
     def key(self) -> ServiceKey:
@@ -217,16 +226,24 @@ class ServiceSpec(_Strict):
         return ServiceKey(project=self.project, region=self.region, name=self.name)
 
 
-class Defaults(_Strict):
+class Defaults(StrictModel):
     """Values every service takes unless it gives its own."""
 
     project: ProjectId | None = None
     region: Region | None = None
 
 
-class DesiredState(_Strict):
-    """The whole document: an optional apiVersion, defaults, and at least one service."""
+class ControllerSettings(StrictModel):
+    """How `run` behaves: its pass interval and whether it writes at all."""
+
+    interval: duration_at_least(5, "a pass more often would only spend API quota") = 30  # type: ignore[valid-type]
+    dry_run: bool = False
+
+
+class DesiredState(StrictModel):
+    """The whole document: an optional apiVersion, controller settings, defaults, and at least one service."""
 
     api_version: Literal["cloudrun-reconciler/v1alpha1"] | None = None
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
     defaults: Defaults = Field(default_factory=Defaults)
     services: Annotated[list[ServiceSpec], Field(min_length=1)]

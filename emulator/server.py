@@ -33,11 +33,17 @@ class Emulator:
 
     def __init__(self, store: ServiceStore | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = store or ServiceStore()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        # No SO_REUSEPORT: a second emulator on a busy port must fail, not share it and answer half the calls.
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)]
+        )
         self._server.add_generic_rpc_handlers((self._handlers(),))
-        bound = self._server.add_insecure_port(f"{host}:{port}")
+        try:
+            bound = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError:
+            bound = 0
         if bound == 0:
-            raise OSError(f"cannot listen on {host}:{port}")
+            raise OSError(f"cannot listen on {host}:{port}: is another process using the port?")
         self.address = f"{host}:{bound}"
 
     def start(self) -> Emulator:
@@ -94,7 +100,7 @@ class Emulator:
 
 
 def _list_response(store: ServiceStore, request: Any) -> Any:
-    page, token = store.list(request.parent, request.page_size, request.page_token)
+    page, token = store.list_services(request.parent, request.page_size, request.page_token)
     return _pb(run_v2.ListServicesResponse)(services=page, next_page_token=token)
 
 

@@ -44,6 +44,10 @@ class ApiError(Exception):
     message: str
     violations: list[tuple[str, str]] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        violations = "; ".join(f"{path}: {text}" for path, text in self.violations)
+        return f"{self.code.name}: {self.message}" + (f" ({violations})" if violations else "")
+
     def details(self) -> list[any_pb2.Any]:
         if not self.violations:
             return []
@@ -81,7 +85,9 @@ class ServiceStore:
         with self._lock:
             return copy.deepcopy(self._require(name))
 
-    def list(self, parent: str, page_size: int = 0, page_token: str = "") -> tuple[list[ServicePb], str]:
+    def list_services(
+        self, parent: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[ServicePb], str]:
         """One page of the services under `parent`, in name order, and the token of the next page."""
         size = min(page_size or _DEFAULT_PAGE_SIZE, _MAX_PAGE_SIZE)
         try:
@@ -93,6 +99,11 @@ class ServiceStore:
             page = [copy.deepcopy(self._services[n]) for n in names[start : start + size]]
         token = str(start + size) if start + size < len(names) else ""
         return page, token
+
+    def list_names(self) -> list[str]:
+        """Every stored service's full name, sorted."""
+        with self._lock:
+            return sorted(self._services)
 
     def get_operation(self, name: str) -> operations_pb2.Operation:
         with self._lock:

@@ -62,26 +62,24 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_validate_accepts_the_root_file() -> None:
     result = run("validate", "desired-state.yaml")
     assert result.returncode == 0, result.stderr
-    assert "valid (1 service(s))" in result.stdout
+    assert "desired-state.yaml: valid (1 service(s)" in result.stdout
+    assert (
+        "CR201" in result.stdout and "[acknowledged: maxInstances 10 is the runbook's value" in result.stdout
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "position", "field"),
     [
-        (
-            "    timeoutt: 1h\n",
-            ":4:5 ",
-            "services[0].timeoutt: unknown field (allowed: name, project, region, container, timeout, "
-            "scaling, cpuAlwaysAllocated, env); did you mean 'timeout'?",
-        ),
+        ("    timeoutt: 1h\n", ":4:5 CR002 ", "services[0].timeoutt: unknown field; did you mean 'timeout'?"),
         (
             "    timeout: 4000s\n",
-            ":4:14 ",
+            ":4:14 CR010 ",
             "services[0].timeout: must be between 1s and 3600s (Cloud Run's maximum), got 4000s",
         ),
         (
             "    scaling: {level: service, minInstances: 3, maxInstances: 2}\n",
-            ":4:62 ",
+            ":4:62 CR011 ",
             "services[0].scaling.maxInstances: maxInstances (2) is below minInstances (3)",
         ),
     ],
@@ -131,15 +129,21 @@ def test_plan_json_lists_each_change_with_old_and_new(standalone_emulator: str) 
 def test_plan_with_an_unreachable_api_is_exit_1_with_a_reason(tmp_path: Path) -> None:
     result = run("plan", env={"CLOUD_RUN_EMULATOR_HOST": "127.0.0.1:9"})
     assert result.returncode == 1
-    assert "cannot list services" in result.stdout
+    assert "nothing answers at 127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_emulator_address_is_refused_before_any_call() -> None:
+    result = run("plan", env={"CLOUD_RUN_EMULATOR_HOST": "http://127.0.0.1:8085"})
+    assert result.returncode == 1
+    assert "must be host:port" in result.stderr
 
 
 def test_plan_on_an_invalid_file_is_exit_1_and_contacts_nothing(tmp_path: Path) -> None:
     path = write(tmp_path, "services:\n  - name: cagent-api\n    timeout: 1d\n")
     result = run("plan", "--file", str(path), env={"CLOUD_RUN_EMULATOR_HOST": "127.0.0.1:9"})
     assert result.returncode == 1
-    assert f"{path}:3:14 services[0].timeout:" in result.stderr
+    assert f"{path}:3:14 CR001 services[0].timeout:" in result.stderr
 
 
 def test_the_demo_shows_drift_applies_and_ends_in_sync() -> None:

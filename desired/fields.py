@@ -1,0 +1,173 @@
+"""The value types `desired-state.yaml` is made of: names, durations, env values, secret references.
+
+Owns the range of each scalar and the wording of its error, so every model in `desired.schema` speaks the
+same way about a bad project ID or a bad duration. Pure pydantic; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from desired.duration import format_duration, parse_duration
+
+__all__ = [
+    "INT32_MAX",
+    "MAX_TIMEOUT_SECONDS",
+    "EnvEntry",
+    "EnvName",
+    "EnvValue",
+    "PlainValue",
+    "ProjectId",
+    "Region",
+    "SecretRef",
+    "ServiceKey",
+    "ServiceName",
+    "StrictModel",
+    "TimeoutSeconds",
+    "duration_at_least",
+]
+
+MAX_TIMEOUT_SECONDS = 3600  # Cloud Run's limit for template.timeout
+INT32_MAX = 2**31 - 1
+_SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,47}[a-z0-9])?")
+_PROJECT_ID = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
+_REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# Cloud Run sets these itself and rejects them in a container's env.
+_RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+_MAX_ENV_VALUE_BYTES = 32_768
+
+
+class StrictModel(BaseModel):
+    """Every model of the file: camelCase keys, unknown keys refused, no coercion, frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=to_camel)
+
+
+def pattern(regex: re.Pattern[str], what: str) -> Any:
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise PydanticCustomError(
+                "pattern", "{value} is not a valid {what}", {"value": repr(value), "what": what}
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _duration(value: Any) -> int:
+    try:
+        return parse_duration(value)
+    except (ValueError, AttributeError) as error:
+        raise PydanticCustomError("duration", str(error)) from None
+
+
+def _timeout(value: Any) -> int:
+    seconds = _duration(value)
+    if not 1 <= seconds <= MAX_TIMEOUT_SECONDS:
+        raise PydanticCustomError(
+            "timeout_range",
+            "must be between 1s and {limit} (Cloud Run's maximum), got {got}",
+            {"limit": format_duration(MAX_TIMEOUT_SECONDS), "got": format_duration(seconds)},
+        )
+    return seconds
+
+
+ServiceName = Annotated[str, pattern(_SERVICE_NAME, "Cloud Run service name")]
+ProjectId = Annotated[str, pattern(_PROJECT_ID, "project ID")]
+Region = Annotated[str, pattern(_REGION, "region such as us-central1")]
+TimeoutSeconds = Annotated[int, BeforeValidator(_timeout)]
+
+
+def duration_at_least(minimum: int, why: str) -> Any:
+    """A duration field of at least `minimum` seconds; `why` says whose limit that is."""
+
+    def check(value: Any) -> int:
+        seconds = _duration(value)
+        if seconds < minimum:
+            raise PydanticCustomError(
+                "duration_range",
+                "must be at least {minimum} ({why}), got {got}",
+                {"minimum": format_duration(minimum), "why": why, "got": format_duration(seconds)},
+            )
+        return seconds
+
+    return Annotated[int, BeforeValidator(check)]
+
+
+class SecretRef(StrictModel):
+    """A Secret Manager reference; the controller never reads the secret's value."""
+
+    secret: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(min_length=1)] = "latest"
+
+    def __str__(self) -> str:
+        return f"secret:{self.secret}:{self.version}"
+
+
+PlainValue = str
+EnvValue = PlainValue | SecretRef
+
+
+def _env_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "<plain>"
+    if isinstance(value, dict | SecretRef):
+        return "<secret-ref>"
+    return None
+
+
+def _env_value_size(value: EnvValue) -> EnvValue:
+    if isinstance(value, str) and len(value.encode()) > _MAX_ENV_VALUE_BYTES:
+        raise PydanticCustomError("env_size", "an env value is limited to 32768 bytes")
+    return value
+
+
+EnvEntry = Annotated[
+    Annotated[PlainValue, Tag("<plain>")] | Annotated[SecretRef, Tag("<secret-ref>")],
+    Discriminator(
+        _env_kind,
+        custom_error_type="env_value",
+        custom_error_message="must be a string (quote numbers) or a secret reference {secret, version}",
+    ),
+    AfterValidator(_env_value_size),
+]
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise PydanticCustomError("env_name", "{name} is not a valid env var name", {"name": repr(name)})
+    if name in _RESERVED_ENV:
+        raise PydanticCustomError(
+            "env_reserved", "{name} is set by Cloud Run and cannot be declared", {"name": name}
+        )
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceKey:
+    """The identity of a Cloud Run service: project, region and name."""
+
+    project: str
+    region: str
+    name: str
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
+
+    @property
+    def resource_name(self) -> str:
+        return f"{self.parent}/services/{self.name}"
+
+    def __str__(self) -> str:
+        return self.resource_name

@@ -1,0 +1,295 @@
+"""Policy checks: the mistakes that take SQLite-on-Cloud-Run services down, caught before the API sees them.
+
+Owns every check, its stable code, its severity, the failure mode it explains and the fix it proposes.
+Pure: a `DesiredState` in, `Violation`s out, each with the path of the value it is about (`desired.load`
+turns paths into file positions). An error blocks `apply` for its service unless that service
+acknowledges the code with a reason, which turns the error into a note that still prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from desired.fields import SecretRef
+from desired.findings import Severity
+from desired.schema import DesiredState, ExecutionEnvironment, ServiceSpec, SqliteDialect
+from desired.sqlite_url import SqliteUrl, is_sqlite_url, parse_sqlite_url
+from desired.yamlpos import Path
+
+__all__ = ["CHECKS", "DEFAULT_MAX_INSTANCES", "Severity", "Violation", "check_policy"]
+
+DEFAULT_MAX_INSTANCES = 100  # what Cloud Run runs when no maximum is set; never 0
+_RESERVED_NAMESPACES = (
+    "run.googleapis.com",
+    "cloud.googleapis.com",
+    "serving.knative.dev",
+    "autoscaling.knative.dev",
+)
+_NO_STREAMING = "enable-streaming-writes=false"
+
+
+@dataclass(frozen=True)
+class Violation:
+    code: str
+    severity: Severity
+    path: Path
+    message: str
+    fix: str
+    acknowledged: str = ""  # the reason given in the file, when acknowledged
+
+
+# code → (severity, one-line title); the README's table of checks is this table.
+CHECKS: dict[str, tuple[Severity, str]] = {
+    "CR101": (Severity.ERROR, "SQLite URL without WAL, or with another journal mode"),
+    "CR102": (Severity.ERROR, "SQLite URL its driver would reject"),
+    "CR103": (Severity.WARNING, "driver takes no journal mode in the URL"),
+    "CR104": (Severity.WARNING, "WAL on a network filesystem without EXCLUSIVE locking"),
+    "CR105": (Severity.ERROR, "database env var not declared"),
+    "CR106": (Severity.WARNING, "SQLite URL held in a secret cannot be checked"),
+    "CR201": (Severity.ERROR, "SQLite on a Cloud Storage volume with more than one instance"),
+    "CR202": (Severity.WARNING, "SQLite on a Cloud Storage volume: revisions overlap in rollouts"),
+    "CR203": (Severity.WARNING, "gcsfuse streaming writes on under SQLite"),
+    "CR204": (Severity.WARNING, "Cloud Storage volume on the first-generation environment"),
+    "CR205": (Severity.WARNING, "SQLite on a Cloud Storage volume with CPU throttled"),
+    "CR301": (Severity.ERROR, "escalation without a Cloud SQL target"),
+    "CR302": (Severity.WARNING, "Cloud SQL URL written in the file"),
+    "CR303": (Severity.ERROR, "Cloud SQL URL is malformed"),
+    "CR401": (Severity.ERROR, "label or annotation in a namespace Cloud Run reserves"),
+    "CR501": (Severity.ERROR, "acknowledges an unknown code"),
+    "CR502": (Severity.WARNING, "acknowledges a check that does not fire"),
+}
+_UNACKNOWLEDGEABLE = frozenset({"CR501", "CR502"})
+
+
+def _violation(code: str, path: Path, message: str, fix: str) -> Violation:
+    return Violation(code, CHECKS[code][0], path, message, fix)
+
+
+def check_policy(state: DesiredState) -> list[Violation]:
+    """Every violation in the document, acknowledged ones turned into notes."""
+    found: list[Violation] = []
+    for index, spec in enumerate(state.services):
+        here: Path = ("services", index)
+        raw = [*_database_checks(spec, here), *_escalation_checks(spec, here), *_metadata_checks(spec, here)]
+        found.extend(_acknowledged(spec, here, raw))
+    return found
+
+
+def _acknowledged(spec: ServiceSpec, here: Path, raw: list[Violation]) -> Iterator[Violation]:
+    fired = {violation.code for violation in raw}
+    for violation in raw:
+        reason = spec.acknowledge.get(violation.code)
+        yield replace(violation, severity=Severity.NOTE, acknowledged=reason) if reason else violation
+    for code in spec.acknowledge:
+        path = (*here, "acknowledge", code)
+        if code not in CHECKS or code in _UNACKNOWLEDGEABLE:
+            yield _violation(
+                "CR501",
+                path,
+                f"{code} is not a policy check that can be acknowledged",
+                "use a code from `cloudrun-reconciler validate`'s output, or remove it",
+            )
+        elif code not in fired:
+            yield _violation(
+                "CR502",
+                path,
+                f"{code} ({CHECKS[code][1]}) does not fire for this service",
+                "remove the acknowledgement, so that it cannot hide a future finding",
+            )
+
+
+def _sqlite(spec: ServiceSpec, here: Path) -> tuple[SqliteUrl | None, list[Violation]]:
+    """The parsed SQLite URL of the service, or why it cannot be read."""
+    database = spec.database
+    if database is None:
+        return None, []
+    path = (*here, "env", database.env)
+    if database.env not in spec.env:
+        return None, [
+            _violation(
+                "CR105",
+                (*here, "database", "env"),
+                f"database.env names {database.env}, which env does not declare",
+                f"declare {database.env} under env, so the controller owns the URL it checks",
+            )
+        ]
+    value = spec.env[database.env]
+    if isinstance(value, SecretRef):
+        return None, [
+            _violation(
+                "CR106",
+                path,
+                f"{database.env} comes from {value}: its WAL settings cannot be checked here",
+                "keep the SQLite URL a plain value; put passwords in secrets",
+            )
+        ]
+    if not is_sqlite_url(value):
+        return None, [
+            _violation(
+                "CR102", path, f"{database.env} is not a SQLite URL", "use sqlite:///path or file:path"
+            )
+        ]
+    try:
+        return parse_sqlite_url(value, database.dialect), []
+    except ValueError as error:
+        return None, [
+            _violation(
+                "CR102",
+                path,
+                f"{database.dialect} would reject it: {error}",
+                "fix the URL; `validate` checks it the way the driver reads it",
+            )
+        ]
+
+
+def _database_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
+    url, problems = _sqlite(spec, here)
+    yield from problems
+    if url is None or spec.database is None:
+        return
+    path = (*here, "env", spec.database.env)
+    yield from _journal_checks(url, spec.database.dialect, path)
+    volume = spec.volume
+    if volume is None or url.path is None or not _under(url.path, volume.mount_path):
+        return
+    yield from _gcs_checks(spec, here, url)
+
+
+def _journal_checks(url: SqliteUrl, dialect: SqliteDialect, path: Path) -> Iterator[Violation]:
+    if dialect is SqliteDialect.PYTHON:
+        yield _violation(
+            "CR103",
+            path,
+            "Python's sqlite3 reads no journal mode from the URL: the rollback journal "
+            "is the default, and GCS FUSE streaming writes reject its rewrites",
+            "run `PRAGMA journal_mode=WAL` on every connection (a SQLAlchemy connect event), "
+            "then acknowledge CR103 with that reason",
+        )
+        return
+    spelling = "_pragma=journal_mode(WAL)" if dialect is SqliteDialect.MODERNC else "_journal_mode=WAL"
+    if url.journal_mode is None:
+        ignored = f" ({', '.join(url.ignored)} is ignored by modernc before v1.55.0)" if url.ignored else ""
+        yield _violation(
+            "CR101",
+            path,
+            f"the URL leaves SQLite on its rollback journal{ignored}, which is "
+            "rewritten in place: GCS FUSE streaming writes fail with OutOfOrderError",
+            f"add {spelling} (and a busy timeout) to the URL",
+        )
+    elif url.journal_mode != "WAL":
+        yield _violation(
+            "CR101",
+            path,
+            f"journal mode {url.journal_mode} rewrites or truncates the journal in "
+            "place, which GCS FUSE streaming writes reject",
+            f"use {spelling}",
+        )
+
+
+def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl) -> Iterator[Violation]:
+    volume = spec.volume
+    assert volume is not None
+    scaling_path = (*here, "scaling", "maxInstances") if spec.scaling else (*here, "name")
+    high = spec.scaling.max_instances if spec.scaling and spec.scaling.max_instances else None
+    effective = high or DEFAULT_MAX_INSTANCES
+    if effective > 1:
+        said = f"maxInstances {high}" if high else f"no maxInstances (Cloud Run's default is {effective})"
+        yield _violation(
+            "CR201",
+            scaling_path,
+            f"{said} with SQLite at {url.path} on bucket {volume.bucket}: "
+            "several instances write one object with no file locking, and the last write wins",
+            "set maxInstances: 1, or escalate to Cloud SQL",
+        )
+    else:
+        yield _violation(
+            "CR202",
+            scaling_path,
+            "even at one instance, a rollout runs the old and the new revision "
+            "side by side, and a tagged revision at 0 % traffic can start instances: each is a second "
+            "writer of the same SQLite object",
+            "keep rollouts all-at-once, drop stale tags, or use Cloud SQL",
+        )
+    if _NO_STREAMING not in volume.mount_options:
+        yield _violation(
+            "CR203",
+            (*here, "volume", "mountOptions"),
+            "gcsfuse streaming writes (on by default since "
+            "v3.0.0) accept only appends to a new file; SQLite's in-place writes fail with "
+            "BufferedWriteHandler.OutOfOrderError",
+            f"add {_NO_STREAMING} to mountOptions",
+        )
+    if url.journal_mode == "WAL" and url.locking_mode != "EXCLUSIVE":
+        yield _violation(
+            "CR104",
+            (*here, "env", spec.database.env if spec.database else "DATABASE_URL"),
+            "WAL keeps its index in shared memory (-shm), which does not work over a network filesystem",
+            "add EXCLUSIVE locking mode to the URL (set before the first WAL access)",
+        )
+    if spec.execution_environment is ExecutionEnvironment.GEN1:
+        yield _violation(
+            "CR204",
+            (*here, "executionEnvironment"),
+            "Cloud Storage volumes on the first generation have been seen to leave 0-byte files",
+            "use executionEnvironment: gen2",
+        )
+    if spec.cpu_always_allocated is not True:
+        yield _violation(
+            "CR205",
+            (*here, "cpuAlwaysAllocated") if spec.cpu_always_allocated is False else (*here, "name"),
+            "with CPU throttled between requests, WAL checkpoints and background writes stall "
+            "until the next request",
+            "set cpuAlwaysAllocated: true",
+        )
+
+
+def _under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+
+def _escalation_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
+    escalation = spec.escalation
+    if escalation is None:
+        return
+    target = escalation.cloud_sql
+    if target is None:
+        yield _violation(
+            "CR301",
+            (*here, "escalation"),
+            "an escalation needs somewhere to go",
+            "add cloudSql: {instance: project:region:instance, databaseUrl: {secret: NAME}}",
+        )
+        return
+    url = target.database_url
+    path = (*here, "escalation", "cloudSql", "databaseUrl")
+    if isinstance(url, SecretRef):
+        return
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme or not rest or is_sqlite_url(url):
+        yield _violation(
+            "CR303",
+            path,
+            "not a server URL such as postgresql://user@/db?host=/cloudsql/INSTANCE",
+            "write the Cloud SQL URL, or better, a secret reference {secret: NAME}",
+        )
+    else:
+        yield _violation(
+            "CR302",
+            path,
+            "the Cloud SQL URL is written in the file, where git and every reader see it",
+            "store it in Secret Manager and use {secret: NAME, version: latest}",
+        )
+
+
+def _metadata_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
+    for section, keys in (("labels", spec.labels), ("annotations", spec.annotations)):
+        for key in keys:
+            prefix = key.split("/", 1)[0] if "/" in key else ""
+            if any(prefix == ns or prefix.endswith("." + ns) for ns in _RESERVED_NAMESPACES):
+                yield _violation(
+                    "CR401",
+                    (*here, section, key),
+                    f"{prefix} is reserved by Cloud Run; the v2 API rejects it",
+                    "use your own prefix, such as example.com/",
+                )

@@ -1,0 +1,128 @@
+"""Reading a SQLite connection string the way its driver does, so a WAL check understands each spelling.
+
+Owns three dialects: go-sqlite3 (mattn: `_journal_mode=WAL` or `_journal=WAL`, `_locking_mode`/`_locking`,
+`_busy_timeout`/`_timeout`), modernc.org/sqlite (`_pragma=journal_mode(WAL)`, which before v1.55.0 ignored
+mattn's keys silently), and Python's sqlite3 behind SQLAlchemy (`sqlite:////abs/path.db`, no URL parameter
+for the journal mode at all). Pure: text in, `SqliteUrl` out, `ValueError` with a reason for malformed input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote
+
+from desired.schema import SqliteDialect
+
+__all__ = ["JOURNAL_MODES", "SqliteUrl", "is_sqlite_url", "parse_sqlite_url"]
+
+JOURNAL_MODES = frozenset({"DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF"})
+_LOCKING_MODES = frozenset({"NORMAL", "EXCLUSIVE"})
+_MATTN_KEYS = {
+    "_journal_mode": "journal_mode",
+    "_journal": "journal_mode",
+    "_locking_mode": "locking_mode",
+    "_locking": "locking_mode",
+    "_busy_timeout": "busy_timeout",
+    "_timeout": "busy_timeout",
+}
+_PRAGMA = re.compile(r"([a-z_]+)\((.*)\)", re.IGNORECASE)
+_SCHEMES = ("sqlite3://", "sqlite://", "file:", "sqlite+pysqlite://", "sqlite+aiosqlite://")
+
+
+@dataclass(frozen=True)
+class SqliteUrl:
+    """What the driver will do with the URL. `path` is None for an in-memory database."""
+
+    path: str | None
+    journal_mode: str | None = None
+    locking_mode: str | None = None
+    busy_timeout_ms: int | None = None
+    ignored: tuple[str, ...] = ()  # keys this dialect does not read
+
+    @property
+    def is_absolute(self) -> bool:
+        return self.path is not None and self.path.startswith("/")
+
+
+def is_sqlite_url(value: str) -> bool:
+    """Whether `value` names a SQLite database rather than a server (postgres://, mysql://, …)."""
+    lowered = value.lower()
+    return lowered.startswith(_SCHEMES) or (
+        ("://" not in lowered) and lowered.split("?")[0].endswith((".db", ".sqlite", ".sqlite3"))
+    )
+
+
+def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
+    """Read `url` as `dialect`'s driver would; raise ValueError for what it would reject."""
+    location, _, query = url.partition("?")
+    try:
+        params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError(f"the query string {query!r} is not key=value pairs joined by &") from None
+    if dialect is SqliteDialect.PYTHON:
+        return _python(location, params)
+    path = _driver_path(location)
+    settings: dict[str, str] = {}
+    ignored: list[str] = []
+    for key, value in params:
+        if dialect is SqliteDialect.MODERNC and key == "_pragma":
+            match = _PRAGMA.fullmatch(value)
+            if not match:
+                raise ValueError(f"_pragma={value} is not name(value)")
+            settings[match[1].lower()] = match[2]
+        elif key in _MATTN_KEYS:
+            if dialect is SqliteDialect.MODERNC:
+                ignored.append(key)
+            else:
+                settings[_MATTN_KEYS[key]] = value
+    return _settled(path, settings, tuple(ignored))
+
+
+def _driver_path(location: str) -> str | None:
+    lowered = location.lower()
+    for scheme in _SCHEMES:
+        if lowered.startswith(scheme):
+            location = location[len(scheme) :]
+            break
+    if location.startswith("//"):  # an empty authority: sqlite:///abs/path, file:///abs/path
+        location = location[2:]
+    location = unquote(location)
+    if not location:
+        raise ValueError("the URL names no database file")
+    return None if location == ":memory:" else location
+
+
+def _python(location: str, params: list[tuple[str, str]]) -> SqliteUrl:
+    scheme, sep, rest = location.partition(":///")
+    if not sep or not scheme.lower().startswith("sqlite"):
+        if location.lower() in ("sqlite://", "sqlite+pysqlite://"):
+            return SqliteUrl(path=None)
+        raise ValueError("a SQLAlchemy SQLite URL is sqlite:///relative.db or sqlite:////absolute/path.db")
+    if not rest:
+        return SqliteUrl(path=None)
+    timeout = dict(params).get("timeout")
+    try:
+        busy = None if timeout is None else int(float(timeout) * 1000)
+    except ValueError:
+        raise ValueError(f"timeout={timeout} is not a number of seconds") from None
+    return SqliteUrl(path=unquote(rest), busy_timeout_ms=busy)
+
+
+def _settled(path: str | None, settings: dict[str, str], ignored: tuple[str, ...]) -> SqliteUrl:
+    journal = settings.get("journal_mode")
+    if journal is not None and journal.upper() not in JOURNAL_MODES:
+        raise ValueError(f"journal mode {journal!r} is not one of {', '.join(sorted(JOURNAL_MODES))}")
+    locking = settings.get("locking_mode")
+    if locking is not None and locking.upper() not in _LOCKING_MODES:
+        raise ValueError(f"locking mode {locking!r} is not NORMAL or EXCLUSIVE")
+    busy = settings.get("busy_timeout")
+    if busy is not None and not busy.isdigit():
+        raise ValueError(f"busy timeout {busy!r} is not a whole number of milliseconds")
+    return SqliteUrl(
+        path=path,
+        journal_mode=journal.upper() if journal else None,
+        locking_mode=locking.upper() if locking else None,
+        busy_timeout_ms=int(busy) if busy else None,
+        ignored=ignored,
+    )
