@@ -125,8 +125,8 @@ def _policy_finding(filename: str, document: PositionedDocument, violation: Viol
 
 
 def _is_key(path: Path) -> bool:
-    """Acknowledgement findings point at the acknowledged key, others at the value."""
-    return len(path) >= 2 and path[-2] == "acknowledge"
+    """Findings about a key (an acknowledgement, a label name) point at the key, others at the value."""
+    return len(path) >= 2 and path[-2] in ("acknowledge", "labels", "annotations")
 
 
 def _resolve(state: DesiredState, document: PositionedDocument, filename: str) -> DesiredState:
@@ -196,9 +196,15 @@ def _is_tag(part: int | str) -> bool:
 
 
 def _field_name(path: Path) -> str:
+    """`services[0].env.DATABASE_URL`; keys that hold dots or slashes are quoted: `labels["a.b/c"]`."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif any(char in str(part) for char in "./ "):
+            text += f'["{part}"]'
+        else:
+            text += f".{part}" if text else str(part)
     return text
 
 
@@ -219,7 +225,7 @@ def _finding(filename: str, document: PositionedDocument, error: Any) -> Finding
         message = "is required"
     else:
         mark = document.locate(path)
-        message = _plain_message(error["msg"])
+        message = _MESSAGES.get(kind) or _plain_message(error["msg"])
     return Finding(filename, mark.line, mark.column, code, _field_name(path), message)
 
 
@@ -232,6 +238,14 @@ def _plain_message(message: str) -> str:
     return message
 
 
+# Pydantic's wording where it names its own internals.
+_MESSAGES = {
+    "model_type": "must be a mapping of fields",
+    "model_attributes_type": "must be a mapping of fields",
+    "dict_type": "must be a mapping",
+    "list_type": "must be a list",
+    "too_short": "must not be empty: declare at least one",
+}
 _PYDANTIC_OPENINGS = frozenset(
     {"Input", "Field", "String", "List", "Dictionary", "Value", "Extra", "Object", "Tuple", "Set", "Unable"}
 )

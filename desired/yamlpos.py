@@ -113,14 +113,25 @@ class _Builder:
         return key if isinstance(key, str | int | float | bool) or key is None else str(key)
 
 
+def _described(error: yaml.MarkedYAMLError) -> tuple[Mark, str]:
+    """Where the parser stopped, and what it was reading when it did (`while scanning a quoted scalar`)."""
+    mark = error.problem_mark or error.context_mark
+    where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+    problem = error.problem or "not valid YAML"
+    if error.context and error.context_mark:
+        started = error.context_mark.line + 1
+        return where, f"{error.context} (from line {started}): {problem}"
+    if error.context:
+        return where, f"{error.context}: {problem}"
+    return where, problem
+
+
 def parse_yaml(text: str) -> PositionedDocument:
     """Parse one YAML document; raise YamlSyntaxError with a position on anything malformed."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
-        raise YamlSyntaxError(where, error.problem or str(error)) from None
+        raise YamlSyntaxError(*_described(error)) from None
     except yaml.YAMLError as error:
         raise YamlSyntaxError(Mark(1, 1), str(error).splitlines()[0]) from None
     if node is None:

@@ -21,8 +21,9 @@ def test_invalid_documents_report_every_finding_with_its_position(case: dict[str
     findings = raised.value.findings
     assert len(findings) == len(case["findings"]), [str(f) for f in findings]
     for finding, expected in zip(findings, case["findings"], strict=True):
-        assert (finding.file, finding.line, finding.column, finding.field) == (
+        assert (finding.file, finding.code, finding.line, finding.column, finding.field) == (
             "fleet.yaml",
+            expected["code"],
             expected["line"],
             expected["column"],
             expected["field"],
