@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from controller import __version__
 from controller.errors import ReconcilerError
@@ -29,15 +29,23 @@ __all__ = ["main"]
 DEFAULT_FILE = "desired-state.yaml"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error; here 2 means drift, so a typo must exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cloudrun-reconciler",
         description="Keep Google Cloud Run services as desired-state.yaml declares them.",
         epilog="Set CLOUD_RUN_EMULATOR_HOST=host:port to talk to a local emulator instead of Google Cloud.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     validate = commands.add_parser("validate", help="check a desired-state file; exit 1 on any error")
     validate.add_argument("file", nargs="?", default=None)

@@ -43,16 +43,6 @@ EMULATOR_HOST_ENV = "CLOUD_RUN_EMULATOR_HOST"
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
 
-_MASK_PATHS = {
-    ManagedField.SERVICE_MIN_INSTANCES: "scaling.min_instance_count",
-    ManagedField.SERVICE_MAX_INSTANCES: "scaling.max_instance_count",
-    ManagedField.TIMEOUT: "template.timeout",
-    ManagedField.REVISION_MIN_INSTANCES: "template.scaling.min_instance_count",
-    ManagedField.REVISION_MAX_INSTANCES: "template.scaling.max_instance_count",
-    # A field mask cannot index into a repeated field: the containers go back whole, as read.
-    ManagedField.CPU_IDLE: "template.containers",
-    ManagedField.ENV: "template.containers",
-}
 _CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -61,7 +51,6 @@ _TRANSIENT = (
     gexc.TooManyRequests,
     gexc.InternalServerError,
     gexc.Cancelled,
-    gexc.RetryError,
     gexc.Unknown,
 )
 
@@ -108,7 +97,7 @@ def _translated() -> Iterator[None]:
         yield
     except gexc.GoogleAPICallError as error:
         code = _status_name(error)
-        message = redact_text(f"{code}: {error.message}")
+        message = redact_text(f"{code}: {error.message}{_violations(error)}")
         if isinstance(error, _CONFLICT):
             raise ConflictError(message, code) from None
         if isinstance(error, gexc.NotFound):
@@ -123,6 +112,18 @@ def _translated() -> Iterator[None]:
             redact_text(f"gave up retrying ({error.message}){'; last error ' + last if last else ''}"),
             "DEADLINE_EXCEEDED",
         ) from None
+    except TimeoutError as error:  # the operation's own deadline (`.result(timeout=…)`), not an RPC's
+        raise TransientError(f"the operation did not finish in time: {error}", "DEADLINE_EXCEEDED") from None
+
+
+def _violations(error: gexc.GoogleAPICallError) -> str:
+    """The field violations of a `BadRequest` detail, which say which field the API refused and why."""
+    found = [
+        f"{violation.field}: {violation.description}"
+        for detail in error.details or ()
+        for violation in getattr(detail, "field_violations", ())
+    ]
+    return f" ({'; '.join(found)})" if found else ""
 
 
 class CloudRunServices:
@@ -184,6 +185,7 @@ def observe(service: run_v2.Service) -> ObservedService:
         revision_max_instances=template.scaling.max_instance_count or DEFAULT_REVISION_MAX_INSTANCES,
         containers=tuple(_container(index, c) for index, c in enumerate(template.containers)),
         latest_ready_revision=pb.latest_ready_revision.rsplit("/", 1)[-1],
+        traffic=tuple((status.revision.rsplit("/", 1)[-1], status.percent) for status in pb.traffic_statuses),
         last_modifier=pb.last_modifier,
         client=pb.client,
         labels=tuple(sorted(pb.labels.items())),
@@ -218,8 +220,12 @@ def _updated(raw: run_v2.Service, changes: Iterable[FieldChange]) -> tuple[run_v
     paths: list[str] = []
     for change in changes:
         _write(pb, change)
-        if _MASK_PATHS[change.field] not in paths:
-            paths.append(_MASK_PATHS[change.field])
+        if change.field.mask_path not in paths:
+            paths.append(change.field.mask_path)
+    if any(change.field.creates_revision for change in changes):
+        # The name must be cleared on the server too: under a mask without it, Cloud Run keeps the stored
+        # name and answers 409 "Revision named … with different configuration already exists".
+        paths.append("template.revision")
     return run_v2.Service.wrap(pb), paths
 
 

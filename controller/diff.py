@@ -13,7 +13,14 @@ from enum import IntEnum
 from controller.model import ObservedContainer, ObservedService
 from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
 
-__all__ = ["FieldChange", "ManagedField", "TargetError", "diff_service", "select_container"]
+__all__ = [
+    "FieldChange",
+    "ManagedField",
+    "TargetError",
+    "diff_service",
+    "manages_template",
+    "select_container",
+]
 
 Value = int | float | bool | str | SecretRef | None
 
@@ -33,6 +40,11 @@ class ManagedField(IntEnum):
     def creates_revision(self) -> bool:
         """Any change under `template` creates a revision; service-level scaling does not."""
         return self not in (ManagedField.SERVICE_MIN_INSTANCES, ManagedField.SERVICE_MAX_INSTANCES)
+
+    @property
+    def mask_path(self) -> str:
+        """The `update_mask` path: a field mask cannot index into a list, so containers go back whole."""
+        return "template.containers" if "{container}" in _PATHS[self] else _PATHS[self]
 
 
 _PATHS = {
@@ -71,10 +83,11 @@ class TargetError(ValueError):
 
 
 def select_container(spec: ServiceSpec, containers: tuple[ObservedContainer, ...]) -> ObservedContainer:
-    """The container the spec manages: the one it names, else the only one, else the ingress one."""
+    """The container the spec manages: the one it names (`#N` for an unnamed one at position N), else the
+    only one, else the ingress one."""
     if spec.container is not None:
         for container in containers:
-            if container.name == spec.container:
+            if spec.container in (container.name, container.label):
                 return container
         names = ", ".join(c.label for c in containers) or "none"
         raise TargetError(f"container {spec.container!r} not found (containers: {names})")
@@ -93,9 +106,10 @@ def diff_service(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldCha
     """Every declared knob whose live meaning differs from the declared one, in print order."""
     changes = [*_scaling_changes(spec, observed)]
     if spec.timeout is not None and abs(observed.timeout_seconds - spec.timeout) > 1e-9:
-        changes.append(FieldChange(ManagedField.TIMEOUT, observed.timeout_seconds, spec.timeout))
+        changes.append(FieldChange(ManagedField.TIMEOUT, _whole(observed.timeout_seconds), spec.timeout))
     if spec.cpu_always_allocated is not None or spec.env:
-        changes.extend(_container_changes(spec, select_container(spec, observed.containers)))
+        container = select_container(spec, observed.containers)
+        changes.extend(_container_changes(spec, container, observed.key.project))
     return tuple(sorted(changes, key=lambda change: change.sort_key))
 
 
@@ -117,7 +131,19 @@ def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[Field
     return changes
 
 
-def _container_changes(spec: ServiceSpec, container: ObservedContainer) -> list[FieldChange]:
+def manages_template(spec: ServiceSpec) -> bool:
+    """Whether the spec owns anything under `template`, which only a serving revision makes real."""
+    revision_scaling = spec.scaling is not None and spec.scaling.level is ScalingLevel.REVISION
+    return bool(
+        spec.timeout is not None or revision_scaling or spec.cpu_always_allocated is not None or spec.env
+    )
+
+
+def _whole(seconds: float) -> int | float:
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def _container_changes(spec: ServiceSpec, container: ObservedContainer, project: str) -> list[FieldChange]:
     def change(field: ManagedField, old: Value, new: Value, env_name: str = "") -> FieldChange:
         return FieldChange(field, old, new, container.index, container.label, env_name)
 
@@ -126,18 +152,23 @@ def _container_changes(spec: ServiceSpec, container: ObservedContainer) -> list[
         changes.append(change(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated))
     for name, wanted in sorted(spec.env.items()):
         live = container.env_value(name)
-        if not _env_equal(live, wanted):
+        if not _env_equal(live, wanted, project):
             changes.append(change(ManagedField.ENV, live, wanted, name))
     return changes
 
 
-def _env_equal(live: EnvValue | None, wanted: EnvValue) -> bool:
+def _env_equal(live: EnvValue | None, wanted: EnvValue, project: str) -> bool:
     if isinstance(live, SecretRef) and isinstance(wanted, SecretRef):
-        return _secret_id(live.secret) == _secret_id(wanted.secret) and live.version == wanted.version
+        return (
+            _secret_id(live.secret, project) == _secret_id(wanted.secret, project)
+            and live.version == wanted.version
+        )
     return live == wanted
 
 
-def _secret_id(secret: str) -> str:
-    """`projects/p/secrets/db-url` and `db-url` name the same secret in the service's project."""
+def _secret_id(secret: str, project: str) -> str:
+    """`projects/P/secrets/db-url` is `db-url` when P is the service's own project, and only then."""
     parts = secret.split("/")
-    return parts[3] if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" else secret
+    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets" and parts[1] == project:
+        return parts[3]
+    return secret

@@ -41,10 +41,12 @@ class ObservedContainer:
         return self.name or f"#{self.index}"
 
     def env_value(self, name: str) -> EnvValue | None:
+        """The value the container sees: when a name repeats, the last one wins, as in the runtime."""
+        found = None
         for key, value in self.env:
             if key == name:
-                return value
-        return None
+                found = value
+        return found
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,22 @@ class ObservedService:
     revision_max_instances: int
     containers: tuple[ObservedContainer, ...]
     latest_ready_revision: str = ""
+    traffic: tuple[tuple[str, int], ...] = ()  # (revision, percent) as Cloud Run reports it is serving
     last_modifier: str = ""
     client: str = ""
     labels: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def latest_share(self) -> int:
+        """The percentage of traffic the latest ready revision serves (100 when traffic is not reported)."""
+        if not self.traffic:
+            return 100
+        return sum(percent for revision, percent in self.traffic if revision == self.latest_ready_revision)
+
+    @property
+    def pinned_to(self) -> tuple[str, ...]:
+        """The other revisions that serve traffic."""
+        return tuple(r for r, percent in self.traffic if percent and r != self.latest_ready_revision)
 
 
 @dataclass(frozen=True)

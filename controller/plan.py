@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.diff import FieldChange, TargetError, diff_service
+from controller.diff import FieldChange, TargetError, diff_service, manages_template
 from controller.model import ObservedService
 from desired import DesiredState, ServiceKey, ServiceSpec
 
@@ -51,6 +51,7 @@ class ServicePlan:
     changes: tuple[FieldChange, ...] = ()
     message: str = ""
     observed: ObservedService | None = None
+    notes: tuple[str, ...] = ()  # what a person should know that changes nothing in the plan
 
     @property
     def creates_revision(self) -> bool:
@@ -88,10 +89,26 @@ def plan_service(
         changes = diff_service(spec, observed)
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
+    notes = traffic_notes(spec, observed)
     if blocked_by:
-        return ServicePlan(spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed)
+        return ServicePlan(
+            spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes
+        )
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
-    return ServicePlan(spec.key, status, changes, observed=observed)
+    return ServicePlan(spec.key, status, changes, observed=observed, notes=notes)
+
+
+def traffic_notes(spec: ServiceSpec, observed: ObservedService) -> tuple[str, ...]:
+    """Say so when template changes would not reach all traffic: traffic is not managed here."""
+    share = observed.latest_share
+    if share >= 100 or not manages_template(spec):
+        return ()
+    others = ", ".join(observed.pinned_to) or "other revisions"
+    return (
+        f"the latest revision {observed.latest_ready_revision} serves {share} % of traffic; {others} "
+        "serve the rest with their own settings (traffic is not managed here: "
+        f"`gcloud run services update-traffic {spec.name} --to-latest`)",
+    )
 
 
 def plan_fleet(

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import structlog
 
-from controller.diff import FieldChange, diff_service
+from controller.diff import FieldChange, TargetError, diff_service
 from controller.errors import ConflictError, ReconcilerError
 from controller.model import LiveService
 from controller.plan import Plan, PlanStatus, ServicePlan, plan_fleet, plan_service
@@ -131,17 +131,17 @@ def _apply_service(
 ) -> ServiceOutcome:
     before = live.observed.etag
     changes = service_plan.changes
-    for attempt in range(MAX_CONFLICT_RETRIES + 1):
+    for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
         try:
             updated = gateway.apply(live, changes)
         except ConflictError as error:
-            log.info("apply_conflict", attempt=attempt + 1, error=str(error))
+            log.info("apply_conflict", attempt=attempt, error=str(error))
             try:
                 live = gateway.get_service(spec.key)
             except ReconcilerError as reread_error:
                 return _failed(spec.key, f"re-read after a conflict failed: {reread_error}", before, log)
-            changes = plan_service(spec, live.observed).changes
-            if not changes:
+            replanned = plan_service(spec, live.observed)
+            if replanned.status is PlanStatus.IN_SYNC:
                 return ServiceOutcome(
                     spec.key,
                     ApplyResult.UNCHANGED,
@@ -149,32 +149,48 @@ def _apply_service(
                     etag_before=before,
                     etag_after=live.observed.etag,
                 )
+            if replanned.status is not PlanStatus.DRIFTED:
+                return _failed(spec.key, f"after a concurrent change: {replanned.message}", before, log)
+            changes = replanned.changes
             continue
         except ReconcilerError as error:
             return _failed(spec.key, str(error), before, log)
-        residual = diff_service(spec, updated.observed)
-        if residual:
-            fields = ", ".join(change.path for change in residual)
-            return _failed(
-                spec.key, f"the API accepted the update but still differs in {fields}", before, log
-            )
-        log.info(
-            "applied",
-            fields=[c.path for c in changes],
-            etag=updated.observed.etag,
-            revision=updated.observed.latest_ready_revision,
-        )
-        return ServiceOutcome(
-            spec.key,
-            ApplyResult.APPLIED,
-            f"{len(changes)} field(s) updated",
-            changes,
-            before,
-            updated.observed.etag,
-            updated.observed.latest_ready_revision,
-        )
+        return _verified(spec, changes, before, updated, log)
     return _failed(
-        spec.key, f"gave up after {MAX_CONFLICT_RETRIES} conflicting concurrent changes", before, log
+        spec.key, f"gave up: {MAX_CONFLICT_RETRIES + 1} writes in a row met a concurrent change", before, log
+    )
+
+
+def _verified(
+    spec: ServiceSpec,
+    changes: Sequence[FieldChange],
+    before: str,
+    updated: LiveService,
+    log: structlog.BoundLogger,
+) -> ServiceOutcome:
+    """The outcome as the API reports it after the write: in sync, and which revision serves."""
+    observed = updated.observed
+    try:
+        residual = diff_service(spec, observed)
+    except TargetError as error:
+        return _failed(spec.key, f"the service no longer matches the spec: {error}", before, log)
+    if residual:
+        fields = ", ".join(change.path for change in residual)
+        return _failed(spec.key, f"the API accepted the update but still differs in {fields}", before, log)
+    revision = observed.latest_ready_revision
+    serving = f"serving revision {revision}"
+    if observed.latest_share < 100:
+        serving = f"revision {revision} serves only {observed.latest_share} % of traffic"
+        log.warning("revision_not_serving", revision=revision, share=observed.latest_share)
+    log.info("applied", fields=[c.path for c in changes], etag=observed.etag, revision=revision)
+    return ServiceOutcome(
+        spec.key,
+        ApplyResult.APPLIED,
+        f"{len(changes)} field(s) updated; {serving}",
+        tuple(changes),
+        before,
+        observed.etag,
+        revision,
     )
 
 

@@ -65,6 +65,7 @@ def _service_block(service: ServicePlan, color: bool) -> list[str]:
         )
     if service.message:
         lines.append(f"    {service.message}")
+    lines.extend(f"    note: {note}" for note in service.notes)
     return lines
 
 
@@ -125,6 +126,7 @@ def _service_json(service: ServicePlan, outcome: ServiceOutcome | None) -> dict[
         "message": service.message,
         "etag": service.observed.etag if service.observed else None,
         "creates_revision": service.creates_revision,
+        "notes": list(service.notes),
         "changes": [
             {
                 "path": change.path,
@@ -151,8 +153,6 @@ def outcomes_text(result: PassResult) -> str:
     for outcome in result.outcomes:
         line = f"{outcome.result.value:>9}  {outcome.key.name}: {outcome.message}"
         if outcome.result is ApplyResult.APPLIED:
-            line += (
-                f"; etag {outcome.etag_before} → {outcome.etag_after}; serving revision {outcome.revision}"
-            )
+            line += f"; etag {outcome.etag_before} → {outcome.etag_after}"
         lines.append(line)
     return "\n".join(lines)

@@ -78,10 +78,14 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
+        if node.tag == "tag:yaml.org,2002:int" and ":" in node.value:
+            return node.value  # YAML 1.1 base-60 (`1:30` = 90): read it as the text that was written
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as error:
             raise YamlSyntaxError(_mark(node), str(error).splitlines()[0]) from None
+        except ValueError:  # an integer longer than Python converts (4300 digits)
+            raise YamlSyntaxError(_mark(node), "this number has too many digits to read") from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         seen: dict[Any, Mark] = {}
@@ -134,6 +138,10 @@ def parse_yaml(text: str) -> PositionedDocument:
         raise YamlSyntaxError(*_described(error)) from None
     except yaml.YAMLError as error:
         raise YamlSyntaxError(Mark(1, 1), str(error).splitlines()[0]) from None
+    except RecursionError:
+        raise YamlSyntaxError(
+            Mark(1, 1), f"nesting too deep to read (at most {_MAX_DEPTH} levels are allowed)"
+        ) from None
     if node is None:
         return PositionedDocument(None, {}, {})
     builder = _Builder()

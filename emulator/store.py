@@ -75,6 +75,9 @@ class ServiceStore:
         self._services: dict[str, ServicePb] = {}
         self._revisions: dict[str, dict[str, bytes]] = {}  # service → revision name → template
         self._operations: dict[str, operations_pb2.Operation] = {}
+        self._pending: dict[str, int | None] = {}  # operation → GetOperation polls left before it is done
+        # How many polls an update's operation takes to finish: 0 is at once, None is never (a stuck rollout).
+        self.operation_polls: int | None = 0
         self.calls: Counter[str] = Counter()
         self.update_requests: list[ServicePb] = []  # every UpdateService body as received, for inspection
         self.update_masks: list[list[str]] = []
@@ -109,7 +112,18 @@ class ServiceStore:
         with self._lock:
             if name not in self._operations:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"Operation {name} not found")
-            return copy.deepcopy(self._operations[name])
+            left = self._pending.get(name, 0)
+            if left is not None and left > 0:
+                self._pending[name] = left - 1
+            return self._as_seen(name)
+
+    def _as_seen(self, name: str) -> operations_pb2.Operation:
+        """The operation as a poll sees it now: done, or still running with only its metadata."""
+        operation = copy.deepcopy(self._operations[name])
+        if self._pending.get(name, 0) != 0:
+            operation.done = False
+            operation.ClearField("response")
+        return operation
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -129,7 +143,7 @@ class ServiceStore:
             stored.last_modifier = stored.last_modifier or principal
             stored.uri = stored.uri or _uri(stored.name)
             self._revisions[stored.name] = {}
-            self._new_revision(stored, requested="")
+            self._new_revision(stored, requested=stored.template.revision)
             self._settle(stored)
             stored.etag = stored.etag or _etag(stored)
             self._services[stored.name] = stored
@@ -157,7 +171,8 @@ class ServiceStore:
             updated = _merged(current, service, mask)
             _fill_defaults(updated)
             _validate(updated)
-            requested = service.template.revision
+            # The name as merged: under a mask without `template.revision`, the stored name stays.
+            requested = updated.template.revision
             self._check_revision_name(updated, requested)
             if validate_only:
                 return self._operation(updated, store=False)
@@ -225,9 +240,11 @@ class ServiceStore:
         operation = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=True)
         operation.response.Pack(service)
         operation.metadata.Pack(service)
-        if store:
-            self._operations[operation.name] = operation
-        return copy.deepcopy(operation)
+        if not store:
+            return operation
+        self._operations[operation.name] = operation
+        self._pending[operation.name] = self.operation_polls
+        return self._as_seen(operation.name)
 
 
 _OUTPUT_ONLY = (

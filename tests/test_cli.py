@@ -177,3 +177,22 @@ def test_without_an_emulator_or_credentials_plan_says_how_to_get_them(tmp_path: 
     assert result.returncode == 1
     assert "no Google credentials" in result.stderr and "CLOUD_RUN_EMULATOR_HOST" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["plan", "--bogus"], ["plan", "-o", "yaml"], ["frobnicate"]])
+def test_a_usage_error_exits_1_never_2_which_means_drift(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 1
+    assert "usage:" in result.stderr
+
+
+def test_an_invalid_seed_is_refused_with_a_reason(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        "name: projects/demo-project/locations/us-central1/services/x\n"
+        "template: {timeout: 4000s, containers: [{image: img}]}\n"
+    )
+    result = run("emulator", "--port", "0", "--seed", str(seed))
+    assert result.returncode == 1
+    assert "Timeout must be between 1 and 3600 seconds" in result.stderr
+    assert "Traceback" not in result.stderr

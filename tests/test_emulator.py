@@ -173,3 +173,37 @@ def test_operations_can_be_polled_by_name(reference: Emulator, client: run_v2.Se
 def test_a_seed_with_an_unknown_field_is_an_error() -> None:
     with pytest.raises(SeedError, match="templat"):
         service_from_dict({"name": REFERENCE, "templat": {}})
+
+
+def test_a_stored_revision_name_collides_under_a_mask_that_does_not_clear_it(
+    emulator: Emulator, client: run_v2.ServicesClient
+) -> None:
+    """As in googleapis/google-cloud-python#14259: a deploy named its revision; a masked template change
+    that leaves the name in place asks for a second revision of that name."""
+    emulator.store.seed(
+        service_from_dict(
+            {
+                "name": REFERENCE,
+                "template": {"revision": "cagent-api-v1", "containers": [{"image": "img"}]},
+            }
+        )
+    )
+    service = client.get_service(name=REFERENCE)
+    assert service.latest_ready_revision.endswith("/revisions/cagent-api-v1")
+    service.template.timeout = {"seconds": 3600}
+    service.template.revision = ""
+    with pytest.raises(gexc.AlreadyExists):
+        update(client, service, "template.timeout")
+    updated = update(client, service, "template.timeout", "template.revision")
+    assert updated.template.timeout.total_seconds() == 3600
+    assert updated.template.revision == "" and "-00002-" in updated.latest_ready_revision
+
+
+def test_an_operation_can_take_polls_to_finish(reference: Emulator, client: run_v2.ServicesClient) -> None:
+    reference.store.operation_polls = 2
+    service = client.get_service(name=REFERENCE)
+    service.template.timeout = {"seconds": 600}
+    operation = client.update_service(service=service)
+    assert not operation.done()  # one poll: still running
+    assert operation.result(timeout=10, polling=FAST).template.timeout.total_seconds() == 600
+    assert reference.store.calls["GetOperation"] == 2

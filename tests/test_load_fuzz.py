@@ -114,7 +114,7 @@ def test_anchors_aliases_and_duplicate_keys(first: str, second: str, a: Any, b: 
     body = yaml.safe_dump({"x": a}).strip().replace("x: ", "", 1)
     text = (
         "defaults: &d {project: demo-project, region: us-central1}\n"
-        f"services:\n  - &s {{name: svc, {first}: {body}}}\n  - <<: *s\n    {first}: *d\n"
+        f"services:\n  - &s\n    name: svc\n    {first}: {body}\n  - <<: *s\n    {first}: *d\n"
         f"    {second}: {yaml.safe_dump({'y': b}).strip().replace('y: ', '', 1)}\n"
     )
     _check(text)

@@ -1,4 +1,4 @@
-"""Policy checks, table-driven over tests/fixtures/policy-cases.yaml: each code, its severity and its position."""
+"""Policy checks, table-driven over tests/fixtures/policy-cases.yaml: each code, severity and position."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from controller.plan import PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import DesiredState, load_desired, load_desired_text
 from emulator import Emulator
-from tests.conftest import REFERENCE, ROOT
+from tests.conftest import REFERENCE, ROOT, as_found_services
 
 WAL_URL = "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
 
@@ -93,8 +93,9 @@ def test_only_the_changed_owned_paths_are_in_the_update_mask(
             "scaling.max_instance_count",
             "template.timeout",
             "template.containers",
+            "template.revision",  # cleared on the server too, so a stored name cannot collide
         ],
-        ["template.timeout"],
+        ["template.timeout", "template.revision"],
     ]
     assert all(sent.template.revision == "" for sent in reference.store.update_requests)
     assert all(sent.etag for sent in reference.store.update_requests)
@@ -158,3 +159,68 @@ def test_a_rejected_update_is_a_failed_outcome_not_a_crash(
     (outcome,) = result.outcomes
     assert outcome.result is ApplyResult.FAILED
     assert "INVALID_ARGUMENT" in outcome.message and result.failed
+    assert "scaling.min_instance_count: min_instance_count must be less than" in outcome.message
+
+
+def test_a_deploy_that_named_its_revision_does_not_make_apply_collide(
+    emulator: Emulator, gateway: CloudRunServices, client: run_v2.ServicesClient
+) -> None:
+    (service,) = as_found_services()
+    service.template.revision = "cagent-api-v1"
+    emulator.store.seed(service)
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.APPLIED, result.outcomes[0].message
+    assert client.get_service(name=REFERENCE).template.revision == ""
+
+
+def test_pinned_traffic_is_reported_not_hidden(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    """After `deploy --no-traffic` or a rollback, new revisions serve nothing: say so, claim no success."""
+    live = client.get_service(name=REFERENCE)
+    revision = live.latest_ready_revision.rsplit("/", 1)[-1]
+    pin = run_v2.TrafficTarget(
+        type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+        revision=revision,
+        percent=100,
+    )
+    del live.traffic[:]
+    live.traffic.append(pin)
+    client.update_service(service=live, update_mask={"paths": ["traffic"]}).result(timeout=10)
+
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.APPLIED
+    assert "serves only 0 % of traffic" in outcome.message
+    after = reconcile(root_desired(), gateway, dry_run=True).plan.services[0]
+    assert after.status is PlanStatus.IN_SYNC  # what is declared is in place…
+    assert (
+        after.notes and f"{revision} serve the rest" in after.notes[0]
+    )  # …and the plan says it is not serving
+
+
+def test_a_concurrent_change_that_makes_the_spec_unplannable_is_a_failure(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    rename = client.get_service(name=REFERENCE)
+    rename.template.containers[0].name = "renamed"
+    gateway = EditsBetweenReadAndWrite(client, rename, ["template.containers"])
+    desired = load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        "services:\n  - name: cagent-api\n    container: cagent-api-1\n    cpuAlwaysAllocated: true\n"
+    )
+    result = reconcile(desired, gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.FAILED and result.failed
+    assert "container 'cagent-api-1' not found" in outcome.message
+
+
+def test_an_operation_that_never_finishes_is_a_transient_failure_not_a_crash(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    reference.store.operation_polls = None  # a rollout that never completes
+    gateway = CloudRunServices(client, operation_timeout=0.3)
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.FAILED
+    assert "did not finish in time" in outcome.message

@@ -1,22 +1,41 @@
-"""Secrets never print: URL passwords and secret-named values are masked, references shown by name."""
+"""Secrets never print: credentials in URLs and connection strings are masked, the rest kept byte for byte."""
 
 import pytest
 
-from controller.redact import redact_env_value, redact_text, redact_url
+from controller.redact import redact_env_value, redact_text
 from desired import SecretRef
 
 
 @pytest.mark.parametrize(
-    ("url", "shown"),
+    ("text", "shown"),
     [
         ("postgres://app:hunter2@10.0.0.5:5432/sessions", "postgres://app:***@10.0.0.5:5432/sessions"),
         ("postgresql://app:p%40ss@/db?host=/cloudsql/p:r:i", "postgresql://app:***@/db?host=/cloudsql/p:r:i"),
+        ("postgresql://app:pa/ss@db/x", "postgresql://app:***@db/x"),
+        ("postgresql://app:p@ss@DB.Example.COM/x", "postgresql://app:***@DB.Example.COM/x"),
+        (
+            "postgresql://db/app?user=app&password=hunter2&sslmode=require",
+            "postgresql://db/app?user=app&password=***&sslmode=require",
+        ),
+        ("host=db user=app password=hunter2 dbname=x", "host=db user=app password=*** dbname=x"),
+        ("host=db password='two words' dbname=x", "host=db password=*** dbname=x"),
+        (
+            "https://ghp_abcdefghijklmnopqrstuvwxyz0123@github.com/org/repo.git",
+            "https://***@github.com/org/repo.git",
+        ),
+        ("redis://:OldRedisPw@cache:6379/0", "redis://:***@cache:6379/0"),
+        (
+            "https://storage.example.com/o?X-Goog-Signature=abc123&x=1",
+            "https://storage.example.com/o?X-Goog-Signature=***&x=1",
+        ),
+        ("https://example.com/o?sig=abc123&x=1", "https://example.com/o?sig=***&x=1"),
         ("sqlite:///work/sessions.db?_journal_mode=WAL", "sqlite:///work/sessions.db?_journal_mode=WAL"),
         ("mysql://root@localhost/db", "mysql://root@localhost/db"),
+        ("contact ops@example.com about x", "contact ops@example.com about x"),
     ],
 )
-def test_url_passwords_are_masked_and_the_rest_is_kept(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
+def test_credentials_are_masked_and_everything_else_kept(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
 
 
 def test_passwords_inside_free_text_are_masked() -> None:
@@ -25,9 +44,11 @@ def test_passwords_inside_free_text_are_masked() -> None:
     assert "postgres://u:***@db/x" in redact_text(text)
 
 
-def test_values_named_like_secrets_are_masked_entirely() -> None:
-    assert redact_env_value("DB_PASSWORD", "hunter2") == "***"
-    assert redact_env_value("API_TOKEN", "abc") == "***"
+@pytest.mark.parametrize(
+    "name", ["DB_PASSWORD", "DB_PASS", "MYSQL_PWD", "API_TOKEN", "SIGNING_KEY", "STRIPE_SECRET", "GH_AUTH"]
+)
+def test_values_named_like_secrets_are_masked_entirely(name: str) -> None:
+    assert redact_env_value(name, "sk_live_value") == "***"
 
 
 def test_secret_references_show_name_and_version_only() -> None:
