@@ -30,6 +30,7 @@ from controller.errors import ConflictError, NotFoundError, PermanentError, Reco
 from controller.model import (
     DEFAULT_REVISION_MAX_INSTANCES,
     DEFAULT_TIMEOUT_SECONDS,
+    GcsVolume,
     LiveService,
     ObservedContainer,
     ObservedService,
@@ -44,6 +45,10 @@ _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
 
 _CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
+_ENVIRONMENTS = {
+    run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN1: "gen1",
+    run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2: "gen2",
+}
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -184,12 +189,22 @@ def observe(service: run_v2.Service) -> ObservedService:
         revision_min_instances=template.scaling.min_instance_count,
         revision_max_instances=template.scaling.max_instance_count or DEFAULT_REVISION_MAX_INSTANCES,
         containers=tuple(_container(index, c) for index, c in enumerate(template.containers)),
+        execution_environment=_ENVIRONMENTS.get(template.execution_environment, ""),
+        volumes=tuple((volume.name, _gcs_volume(volume)) for volume in template.volumes),
         latest_ready_revision=pb.latest_ready_revision.rsplit("/", 1)[-1],
         traffic=tuple((status.revision.rsplit("/", 1)[-1], status.percent) for status in pb.traffic_statuses),
         last_modifier=pb.last_modifier,
         client=pb.client,
         labels=tuple(sorted(pb.labels.items())),
+        annotations=tuple(sorted(pb.annotations.items())),
     )
+
+
+def _gcs_volume(volume: Any) -> GcsVolume | None:
+    if not volume.HasField("gcs"):
+        return None
+    gcs = volume.gcs
+    return GcsVolume(gcs.bucket, gcs.read_only, frozenset(gcs.mount_options))
 
 
 def _container(index: int, container: Any) -> ObservedContainer:
@@ -200,6 +215,8 @@ def _container(index: int, container: Any) -> ObservedContainer:
         serves_ingress=len(container.ports) > 0,
         cpu_idle=container.resources.cpu_idle if container.HasField("resources") else True,
         env=tuple((env.name, _env_value(env)) for env in container.env),
+        startup_cpu_boost=container.resources.startup_cpu_boost,
+        volume_mounts=tuple((mount.name, mount.mount_path) for mount in container.volume_mounts),
     )
 
 
@@ -244,8 +261,37 @@ def _write(pb: Any, change: FieldChange) -> None:
         pb.template.scaling.max_instance_count = _count(new)
     elif field is ManagedField.CPU_IDLE:
         _container_pb(pb, change).resources.cpu_idle = bool(new)
+    elif field is ManagedField.STARTUP_CPU_BOOST:
+        _container_pb(pb, change).resources.startup_cpu_boost = bool(new)
     elif field is ManagedField.ENV:
-        _write_env(_container_pb(pb, change), change.env_name, new)
+        _write_env(_container_pb(pb, change), change.key, new)
+    else:
+        _write_other(pb, change)
+
+
+def _write_other(pb: Any, change: FieldChange) -> None:
+    field, new = change.field, change.new
+    if field is ManagedField.EXECUTION_ENVIRONMENT:
+        pb.template.execution_environment = {value: key for key, value in _ENVIRONMENTS.items()}[str(new)]
+    elif field is ManagedField.LABEL:
+        pb.labels[change.key] = str(new)
+    elif field is ManagedField.ANNOTATION:
+        pb.annotations[change.key] = str(new)
+    elif field is ManagedField.VOLUME:
+        assert isinstance(new, GcsVolume)
+        volume = next((v for v in pb.template.volumes if v.name == change.key), None)
+        volume = volume if volume is not None else pb.template.volumes.add(name=change.key)
+        volume.gcs.bucket, volume.gcs.read_only = (
+            new.bucket,
+            new.read_only,
+        )  # setting gcs clears other sources
+        del volume.gcs.mount_options[:]
+        volume.gcs.mount_options.extend(sorted(new.mount_options))
+    elif field is ManagedField.VOLUME_MOUNT:
+        container = _container_pb(pb, change)
+        mount = next((m for m in container.volume_mounts if m.name == change.key), None)
+        mount = mount if mount is not None else container.volume_mounts.add(name=change.key)
+        mount.mount_path = str(new)
 
 
 def _count(value: object) -> int:

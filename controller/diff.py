@@ -1,8 +1,9 @@
 """The field-by-field difference between one declared service and its live state. Pure.
 
 Owns what "drift" means: only knobs the spec declares are compared, and they are compared by meaning
-(seconds, not spellings; env vars by name, not position; server defaults already filled in by the
-observer). Returns typed `FieldChange`s in one fixed order, so a plan prints the same way every time.
+(seconds, not spellings; env vars, labels and volumes by name, not position; mount options as a set;
+server defaults already filled in by the observer). Returns typed `FieldChange`s in one fixed order, so a
+plan prints the same way every time.
 """
 
 from __future__ import annotations
@@ -10,19 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.model import ObservedContainer, ObservedService
+from controller.model import GcsVolume, ObservedContainer, ObservedService
 from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
 
 __all__ = [
     "FieldChange",
     "ManagedField",
     "TargetError",
+    "Value",
     "diff_service",
     "manages_template",
     "select_container",
 ]
 
-Value = int | float | bool | str | SecretRef | None
+Value = int | float | bool | str | SecretRef | GcsVolume | None
 
 
 class ManagedField(IntEnum):
@@ -30,31 +32,43 @@ class ManagedField(IntEnum):
 
     SERVICE_MIN_INSTANCES = 1
     SERVICE_MAX_INSTANCES = 2
-    TIMEOUT = 3
-    REVISION_MIN_INSTANCES = 4
-    REVISION_MAX_INSTANCES = 5
-    CPU_IDLE = 6
-    ENV = 7
+    LABEL = 3
+    ANNOTATION = 4
+    TIMEOUT = 5
+    REVISION_MIN_INSTANCES = 6
+    REVISION_MAX_INSTANCES = 7
+    EXECUTION_ENVIRONMENT = 8
+    VOLUME = 9
+    CPU_IDLE = 10
+    STARTUP_CPU_BOOST = 11
+    VOLUME_MOUNT = 12
+    ENV = 13
 
     @property
     def creates_revision(self) -> bool:
-        """Any change under `template` creates a revision; service-level scaling does not."""
-        return self not in (ManagedField.SERVICE_MIN_INSTANCES, ManagedField.SERVICE_MAX_INSTANCES)
+        """Any change under `template` creates a revision; service-level fields do not."""
+        return _PATHS[self].startswith("template.")
 
     @property
     def mask_path(self) -> str:
-        """The `update_mask` path: a field mask cannot index into a list, so containers go back whole."""
-        return "template.containers" if "{container}" in _PATHS[self] else _PATHS[self]
+        """The `update_mask` path. A mask cannot index into a list or a map: those go back whole, as read."""
+        return _PATHS[self].split("[", 1)[0]
 
 
 _PATHS = {
     ManagedField.SERVICE_MIN_INSTANCES: "scaling.min_instance_count",
     ManagedField.SERVICE_MAX_INSTANCES: "scaling.max_instance_count",
+    ManagedField.LABEL: "labels[{key}]",
+    ManagedField.ANNOTATION: "annotations[{key}]",
     ManagedField.TIMEOUT: "template.timeout",
     ManagedField.REVISION_MIN_INSTANCES: "template.scaling.min_instance_count",
     ManagedField.REVISION_MAX_INSTANCES: "template.scaling.max_instance_count",
+    ManagedField.EXECUTION_ENVIRONMENT: "template.execution_environment",
+    ManagedField.VOLUME: "template.volumes[{key}]",
     ManagedField.CPU_IDLE: "template.containers[{container}].resources.cpu_idle",
-    ManagedField.ENV: "template.containers[{container}].env[{env}]",
+    ManagedField.STARTUP_CPU_BOOST: "template.containers[{container}].resources.startup_cpu_boost",
+    ManagedField.VOLUME_MOUNT: "template.containers[{container}].volume_mounts[{key}]",
+    ManagedField.ENV: "template.containers[{container}].env[{key}]",
 }
 
 
@@ -67,15 +81,15 @@ class FieldChange:
     new: Value
     container_index: int | None = None
     container_label: str = ""
-    env_name: str = ""
+    key: str = ""  # the env var, volume, label or annotation name
 
     @property
     def path(self) -> str:
-        return _PATHS[self.field].format(container=self.container_label, env=self.env_name)
+        return _PATHS[self.field].format(container=self.container_label, key=self.key)
 
     @property
     def sort_key(self) -> tuple[int, str, str]:
-        return (self.field.value, self.container_label, self.env_name)
+        return (self.field.value, self.container_label, self.key)
 
 
 class TargetError(ValueError):
@@ -104,13 +118,28 @@ def select_container(spec: ServiceSpec, containers: tuple[ObservedContainer, ...
 
 def diff_service(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:
     """Every declared knob whose live meaning differs from the declared one, in print order."""
-    changes = [*_scaling_changes(spec, observed)]
-    if spec.timeout is not None and abs(observed.timeout_seconds - spec.timeout) > 1e-9:
-        changes.append(FieldChange(ManagedField.TIMEOUT, _whole(observed.timeout_seconds), spec.timeout))
-    if spec.cpu_always_allocated is not None or spec.env:
+    changes = [
+        *_scaling_changes(spec, observed),
+        *_metadata_changes(spec, observed),
+        *_template_changes(spec, observed),
+    ]
+    if _manages_container(spec):
         container = select_container(spec, observed.containers)
         changes.extend(_container_changes(spec, container, observed.key.project))
     return tuple(sorted(changes, key=lambda change: change.sort_key))
+
+
+def manages_template(spec: ServiceSpec) -> bool:
+    """Whether the spec owns anything under `template`, which only a serving revision makes real."""
+    revision_scaling = spec.scaling is not None and spec.scaling.level is ScalingLevel.REVISION
+    declared = (spec.timeout, spec.execution_environment, spec.volume)
+    return revision_scaling or any(value is not None for value in declared) or _manages_container(spec)
+
+
+def _manages_container(spec: ServiceSpec) -> bool:
+    return bool(
+        spec.cpu_always_allocated is not None or spec.startup_cpu_boost is not None or spec.env or spec.volume
+    )
 
 
 def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
@@ -131,12 +160,35 @@ def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[Field
     return changes
 
 
-def manages_template(spec: ServiceSpec) -> bool:
-    """Whether the spec owns anything under `template`, which only a serving revision makes real."""
-    revision_scaling = spec.scaling is not None and spec.scaling.level is ScalingLevel.REVISION
-    return bool(
-        spec.timeout is not None or revision_scaling or spec.cpu_always_allocated is not None or spec.env
-    )
+def _metadata_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+    changes: list[FieldChange] = []
+    for field, wanted, live in (
+        (ManagedField.LABEL, spec.labels, dict(observed.labels)),
+        (ManagedField.ANNOTATION, spec.annotations, dict(observed.annotations)),
+    ):
+        changes.extend(
+            FieldChange(field, live.get(k), v, key=k) for k, v in sorted(wanted.items()) if live.get(k) != v
+        )
+    return changes
+
+
+def _template_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+    changes = []
+    if spec.timeout is not None and abs(observed.timeout_seconds - spec.timeout) > 1e-9:
+        changes.append(FieldChange(ManagedField.TIMEOUT, _whole(observed.timeout_seconds), spec.timeout))
+    environment = spec.execution_environment
+    if environment is not None and observed.execution_environment != environment.value:
+        changes.append(
+            FieldChange(
+                ManagedField.EXECUTION_ENVIRONMENT, observed.execution_environment or None, environment.value
+            )
+        )
+    if spec.volume is not None:
+        wanted = GcsVolume(spec.volume.bucket, spec.volume.read_only, frozenset(spec.volume.mount_options))
+        live = observed.volume(spec.volume.name)
+        if live != wanted:
+            changes.append(FieldChange(ManagedField.VOLUME, live, wanted, key=spec.volume.name))
+    return changes
 
 
 def _whole(seconds: float) -> int | float:
@@ -144,12 +196,22 @@ def _whole(seconds: float) -> int | float:
 
 
 def _container_changes(spec: ServiceSpec, container: ObservedContainer, project: str) -> list[FieldChange]:
-    def change(field: ManagedField, old: Value, new: Value, env_name: str = "") -> FieldChange:
-        return FieldChange(field, old, new, container.index, container.label, env_name)
+    def change(field: ManagedField, old: Value, new: Value, key: str = "") -> FieldChange:
+        return FieldChange(field, old, new, container.index, container.label, key)
 
     changes = []
     if spec.cpu_always_allocated is not None and container.cpu_idle == spec.cpu_always_allocated:
         changes.append(change(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated))
+    if spec.startup_cpu_boost is not None and container.startup_cpu_boost != spec.startup_cpu_boost:
+        changes.append(
+            change(ManagedField.STARTUP_CPU_BOOST, container.startup_cpu_boost, spec.startup_cpu_boost)
+        )
+    if spec.volume is not None:
+        live_path = container.mount_path(spec.volume.name)
+        if live_path != spec.volume.mount_path:
+            changes.append(
+                change(ManagedField.VOLUME_MOUNT, live_path, spec.volume.mount_path, spec.volume.name)
+            )
     for name, wanted in sorted(spec.env.items()):
         live = container.env_value(name)
         if not _env_equal(live, wanted, project):
@@ -159,10 +221,8 @@ def _container_changes(spec: ServiceSpec, container: ObservedContainer, project:
 
 def _env_equal(live: EnvValue | None, wanted: EnvValue, project: str) -> bool:
     if isinstance(live, SecretRef) and isinstance(wanted, SecretRef):
-        return (
-            _secret_id(live.secret, project) == _secret_id(wanted.secret, project)
-            and live.version == wanted.version
-        )
+        same_secret = _secret_id(live.secret, project) == _secret_id(wanted.secret, project)
+        return same_secret and live.version == wanted.version
     return live == wanted
 
 

@@ -15,6 +15,7 @@ from desired import EnvValue, ServiceKey
 __all__ = [
     "DEFAULT_REVISION_MAX_INSTANCES",
     "DEFAULT_TIMEOUT_SECONDS",
+    "GcsVolume",
     "LiveService",
     "ObservedContainer",
     "ObservedService",
@@ -22,6 +23,19 @@ __all__ = [
 
 DEFAULT_TIMEOUT_SECONDS = 300  # template.timeout when the service does not set one
 DEFAULT_REVISION_MAX_INSTANCES = 100  # template.scaling.max_instance_count when unset
+
+
+@dataclass(frozen=True)
+class GcsVolume:
+    """A Cloud Storage volume by meaning: mount options are a set, whatever order they were written in."""
+
+    bucket: str
+    read_only: bool = False
+    mount_options: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        options = f", options {','.join(sorted(self.mount_options))}" if self.mount_options else ""
+        return f"gs://{self.bucket} ({'read-only' if self.read_only else 'read-write'}{options})"
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class ObservedContainer:
     serves_ingress: bool
     cpu_idle: bool  # True (throttled) unless resources say otherwise
     env: tuple[tuple[str, EnvValue], ...] = ()
+    startup_cpu_boost: bool = False
+    volume_mounts: tuple[tuple[str, str], ...] = ()  # (volume name, mount path)
 
     @property
     def label(self) -> str:
@@ -47,6 +63,9 @@ class ObservedContainer:
             if key == name:
                 found = value
         return found
+
+    def mount_path(self, volume: str) -> str | None:
+        return next((path for name, path in self.volume_mounts if name == volume), None)
 
 
 @dataclass(frozen=True)
@@ -62,11 +81,17 @@ class ObservedService:
     revision_min_instances: int
     revision_max_instances: int
     containers: tuple[ObservedContainer, ...]
+    execution_environment: str = ""  # "gen1", "gen2", or "" when Cloud Run chooses
+    volumes: tuple[tuple[str, GcsVolume | None], ...] = ()  # None: a volume that is not Cloud Storage
     latest_ready_revision: str = ""
     traffic: tuple[tuple[str, int], ...] = ()  # (revision, percent) as Cloud Run reports it is serving
     last_modifier: str = ""
     client: str = ""
     labels: tuple[tuple[str, str], ...] = field(default=())
+    annotations: tuple[tuple[str, str], ...] = field(default=())
+
+    def volume(self, name: str) -> GcsVolume | None:
+        return next((volume for key, volume in self.volumes if key == name), None)
 
     @property
     def latest_share(self) -> int:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from controller.diff import FieldChange, ManagedField, Value
+from controller.model import GcsVolume
 from controller.plan import Plan, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome
-from controller.redact import redact_env_value
+from controller.redact import redact_env_value, redact_text
 from desired import Finding, SecretRef, format_duration
 
 __all__ = ["outcomes_text", "plan_json", "plan_text"]
@@ -35,8 +36,10 @@ def format_value(change: FieldChange, value: Value) -> str:
     """The printable, redacted form of one side of a change."""
     field = change.field
     if field is ManagedField.ENV:
-        shown = redact_env_value(change.env_name, value if isinstance(value, str | SecretRef) else None)
+        shown = redact_env_value(change.key, value if isinstance(value, str | SecretRef) else None)
         return shown if value is None or isinstance(value, SecretRef) else json.dumps(shown)
+    if field in (ManagedField.LABEL, ManagedField.ANNOTATION) and isinstance(value, str):
+        return json.dumps(redact_text(value))
     if value is None:
         return "unset"
     if field is ManagedField.TIMEOUT:
@@ -97,7 +100,15 @@ def _json_value(change: FieldChange, value: Value) -> Any:
     if change.field is ManagedField.ENV:
         if isinstance(value, SecretRef):
             return {"secret": value.secret, "version": value.version}
-        return None if value is None else redact_env_value(change.env_name, str(value))
+        return None if value is None else redact_env_value(change.key, str(value))
+    if isinstance(value, GcsVolume):
+        return {
+            "bucket": value.bucket,
+            "readOnly": value.read_only,
+            "mountOptions": sorted(value.mount_options),
+        }
+    if isinstance(value, str):
+        return redact_text(value)
     return value
 
 

@@ -22,6 +22,7 @@ from emulator import Emulator, service_from_dict
 
 _names = itertools.count()
 ENV_NAMES = ["DATABASE_URL", "LOG_LEVEL", "A", "B_1"]
+MOUNT_OPTIONS = ["enable-streaming-writes=false", "stat-cache-ttl=1s", "implicit-dirs"]
 env_value = st.one_of(
     st.text(alphabet="abcxyz:/?=&%", max_size=12),
     st.builds(
@@ -48,7 +49,15 @@ def live_services(draw: st.DrawFn) -> dict[str, Any]:
         if index == ingress:
             container["ports"] = [{"containerPort": 8080}]
         if draw(st.booleans()):
-            container["resources"] = {"cpuIdle": draw(st.booleans()), "limits": {"cpu": "2", "memory": "1Gi"}}
+            container["resources"] = {
+                "cpuIdle": draw(st.booleans()),
+                "startupCpuBoost": draw(st.booleans()),
+                "limits": {"cpu": "2", "memory": "1Gi"},
+            }
+        if draw(st.booleans()):
+            container["volumeMounts"] = [
+                {"name": "data", "mountPath": draw(st.sampled_from(["/data", "/work"]))}
+            ]
         entries = draw(st.dictionaries(st.sampled_from(ENV_NAMES), env_value, max_size=3))
         container["env"] = [
             {"name": k, "valueSource": {"secretKeyRef": v}}
@@ -65,8 +74,21 @@ def live_services(draw: st.DrawFn) -> dict[str, Any]:
     }
     if draw(st.booleans()):
         template["timeout"] = f"{draw(st.integers(1, 3600))}s"
+    if draw(st.booleans()):
+        template["executionEnvironment"] = draw(
+            st.sampled_from(["EXECUTION_ENVIRONMENT_GEN1", "EXECUTION_ENVIRONMENT_GEN2"])
+        )
+    if draw(st.booleans()):
+        options = draw(st.lists(st.sampled_from(MOUNT_OPTIONS), unique=True, max_size=3))
+        template["volumes"] = [
+            {
+                "name": "data",
+                "gcs": {"bucket": draw(st.sampled_from(["bucket-a", "bucket-b"])), "mountOptions": options},
+            },
+            {"name": "scratch", "emptyDir": {}},
+        ]
     return {
-        "labels": {"team": draw(st.sampled_from(["a", "b"]))},
+        "labels": {"team": draw(st.sampled_from(["a", "b"])), "tier": "x"},
         "annotations": {"example.com/owner": "someone"},
         "scaling": {"minInstanceCount": service_min, "maxInstanceCount": service_max},
         "template": template,
@@ -88,6 +110,23 @@ def desired_specs(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         fields["cpuAlwaysAllocated"] = draw(st.booleans())
     fields["env"] = draw(st.dictionaries(st.sampled_from(ENV_NAMES), env_value, max_size=3))
+    if draw(st.booleans()):
+        fields["startupCpuBoost"] = draw(st.booleans())
+    if draw(st.booleans()):
+        fields["executionEnvironment"] = draw(st.sampled_from(["gen1", "gen2"]))
+    if draw(st.booleans()):
+        fields["volume"] = {
+            "name": "data",
+            "bucket": draw(st.sampled_from(["bucket-a", "bucket-c"])),
+            "mountPath": draw(st.sampled_from(["/data", "/db"])),
+            "mountOptions": draw(st.lists(st.sampled_from(MOUNT_OPTIONS), unique=True, max_size=3)),
+        }
+    fields["labels"] = draw(
+        st.dictionaries(st.sampled_from(["team", "owner"]), st.sampled_from(["a", "c"]), max_size=2)
+    )
+    fields["annotations"] = draw(
+        st.dictionaries(st.sampled_from(["example.com/owner", "example.com/x"]), st.just("v"), max_size=2)
+    )
     return fields
 
 
@@ -118,12 +157,28 @@ def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: i
         pb.ClearField(name)
     if spec.timeout is not None:
         pb.template.ClearField("timeout")
+    if spec.execution_environment is not None:
+        pb.template.ClearField("execution_environment")
+    for key in spec.labels:
+        pb.labels.pop(key, None)
+    for key in spec.annotations:
+        pb.annotations.pop(key, None)
+    if spec.volume is not None:
+        kept_volumes = [v for v in pb.template.volumes if v.name != spec.volume.name]
+        del pb.template.volumes[:]
+        pb.template.volumes.extend(kept_volumes)
     if spec.scaling is not None:
         target = pb.scaling if spec.scaling.level is ScalingLevel.SERVICE else pb.template.scaling
         target.min_instance_count = target.max_instance_count = 0
     container = pb.template.containers[observed_index]
     if spec.cpu_always_allocated is not None:
         container.resources.cpu_idle = False
+    if spec.startup_cpu_boost is not None:
+        container.resources.startup_cpu_boost = False
+    if spec.volume is not None:
+        kept_mounts = [m for m in container.volume_mounts if m.name != spec.volume.name]
+        del container.volume_mounts[:]
+        container.volume_mounts.extend(kept_mounts)
     kept = [env for env in container.env if env.name not in spec.env]
     del container.env[:]
     container.env.extend(kept)

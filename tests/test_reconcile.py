@@ -36,6 +36,7 @@ def test_the_four_knobs_converge_and_nothing_else_changes(
         "template.timeout",
         "template.containers[cagent-api-1].resources.cpu_idle",
         "template.containers[cagent-api-1].env[DATABASE_URL]",
+        "template.volumes[sessions]",  # mount options: enable-streaming-writes=false
     }
 
     after = client.get_service(name=REFERENCE)
@@ -45,11 +46,18 @@ def test_the_four_knobs_converge_and_nothing_else_changes(
     assert container.resources.cpu_idle is False
     env = {e.name: e.value for e in container.env}
     assert env["DATABASE_URL"] == WAL_URL
-    # unowned: image, the other env var and its place, the label, the volume, the resource limits
+    (volume,) = after.template.volumes
+    assert (volume.name, volume.gcs.bucket, list(volume.gcs.mount_options)) == (
+        "sessions",
+        "demo-project-cagent-sessions",
+        ["enable-streaming-writes=false"],
+    )
+    # unowned: image, the other env var and its place, the label, the resource limits, the startup boost
     assert container.image == before.template.containers[0].image
     assert [e.name for e in container.env] == ["DATABASE_URL", "LOG_LEVEL"] and env["LOG_LEVEL"] == "info"
     assert dict(after.labels) == {"team": "agents"}
-    assert after.template.volumes == before.template.volumes
+    assert container.volume_mounts == before.template.containers[0].volume_mounts
+    assert container.resources.startup_cpu_boost is True
     assert dict(container.resources.limits) == dict(before.template.containers[0].resources.limits)
     assert after.template.scaling.max_instance_count == 100  # the revision level was not touched
     assert after.etag != before.etag and outcome.etag_after == after.etag
@@ -92,6 +100,7 @@ def test_only_the_changed_owned_paths_are_in_the_update_mask(
             "scaling.min_instance_count",
             "scaling.max_instance_count",
             "template.timeout",
+            "template.volumes",
             "template.containers",
             "template.revision",  # cleared on the server too, so a stored name cannot collide
         ],
