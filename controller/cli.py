@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from controller import __version__
-from controller.errors import ReconcilerError
+from controller.errors import PermanentError, ReconcilerError
 from controller.logs import configure_logging
 from controller.plan import EXIT_ERROR
 from desired import CheckedDesired, DesiredStateError, ServiceKey, Severity, check_desired
@@ -67,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-f", "--file", default=DEFAULT_FILE)
 
+    export = commands.add_parser("export", help="write a desired-state document from live services")
+    export.add_argument(
+        "services",
+        nargs="+",
+        metavar="SERVICE",
+        help="a service name (with --project and --region) or projects/P/locations/R/services/S",
+    )
+    export.add_argument("--project")
+    export.add_argument("--region")
+    export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of desired-state.yaml")
+    schema.add_argument("--write", metavar="FILE", help="write it to FILE instead of printing it")
+
     emulator = commands.add_parser("emulator", help="run the local Cloud Run API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8085)
@@ -83,7 +97,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level)
-    handler = {"validate": _validate, "plan": _plan, "apply": _apply, "demo": _demo, "emulator": _emulator}
+    handler = {
+        "validate": _validate,
+        "plan": _plan,
+        "apply": _apply,
+        "demo": _demo,
+        "schema": _schema,
+        "export": _export,
+        "emulator": _emulator,
+    }
     try:
         return handler[args.command](args)
     except DesiredStateError as error:
@@ -166,6 +188,48 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
     if dry_run:
         return result.plan.exit_code
     return EXIT_ERROR if result.failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from controller.export import export_document
+
+    keys = [_service_key(name, args.project, args.region) for name in args.services]
+    gateway = _gateway()
+    try:
+        observed = [gateway.get_service(key).observed for key in keys]
+    finally:
+        gateway.close()
+    text = export_document(observed)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {args.out} ({len(observed)} service(s))")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _service_key(name: str, project: str | None, region: str | None) -> ServiceKey:
+    parts = name.split("/")
+    if len(parts) == 6 and parts[0::2] == ["projects", "locations", "services"]:
+        return ServiceKey(project=parts[1], region=parts[3], name=parts[5])
+    if "/" in name or not project or not region:
+        raise PermanentError(
+            f"{name!r}: give projects/P/locations/R/services/S, or a name with --project and --region"
+        )
+    return ServiceKey(project=project, region=region, name=name)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from desired.jsonschema import json_schema
+
+    if args.write:
+        with open(args.write, "w", encoding="utf-8") as out:
+            out.write(json_schema())
+        print(f"wrote {args.write}")
+    else:
+        print(json_schema(), end="")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -90,7 +90,9 @@ def plan_service(
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
     notes = traffic_notes(spec, observed)
-    if blocked_by:
+    if (
+        blocked_by and changes
+    ):  # a policy error blocks a write; with nothing to write there is nothing to block
         return ServicePlan(
             spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes
         )

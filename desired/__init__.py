@@ -11,6 +11,7 @@ from desired.findings import DesiredStateError, Finding, Severity
 from desired.load import CheckedDesired, check_desired, check_desired_text, load_desired, load_desired_text
 from desired.policy import CHECKS
 from desired.schema import (
+    API_VERSION,
     CloudSqlTarget,
     ContentionSignal,
     ControllerSettings,
@@ -27,6 +28,7 @@ from desired.schema import (
 )
 
 __all__ = [
+    "API_VERSION",
     "CHECKS",
     "CheckedDesired",
     "CloudSqlTarget",

@@ -10,7 +10,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -82,7 +91,18 @@ def _timeout(value: Any) -> int:
 ServiceName = Annotated[str, pattern(_SERVICE_NAME, "Cloud Run service name")]
 ProjectId = Annotated[str, pattern(_PROJECT_ID, "project ID")]
 Region = Annotated[str, pattern(_REGION, "region such as us-central1")]
-TimeoutSeconds = Annotated[int, BeforeValidator(_timeout)]
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "string",
+            "pattern": "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$|^[0-9]+$",
+            "examples": ["3600s", "60m", "1h"],
+        },
+        {"type": "integer", "minimum": 0},
+    ],
+    "description": "a duration: 3600s, 60m, 1h, 1h30m, or whole seconds",
+}
+TimeoutSeconds = Annotated[int, BeforeValidator(_timeout), WithJsonSchema(_DURATION_SCHEMA)]
 
 
 def duration_at_least(minimum: int, why: str) -> Any:
@@ -98,7 +118,7 @@ def duration_at_least(minimum: int, why: str) -> Any:
             )
         return seconds
 
-    return Annotated[int, BeforeValidator(check)]
+    return Annotated[int, BeforeValidator(check), WithJsonSchema(_DURATION_SCHEMA)]
 
 
 class SecretRef(StrictModel):

@@ -174,7 +174,7 @@ def _journal_checks(url: SqliteUrl, dialect: SqliteDialect, path: Path) -> Itera
             "CR101",
             path,
             f"the URL leaves SQLite on its rollback journal{ignored}, which is "
-            "rewritten in place: GCS FUSE streaming writes fail with OutOfOrderError",
+            "rewritten in place: on a GCS FUSE mount, streaming writes fail with OutOfOrderError",
             f"add {spelling} (and a busy timeout) to the URL",
         )
     elif url.journal_mode != "WAL":

@@ -113,7 +113,10 @@ class _Builder:
     def _key(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise YamlSyntaxError(_mark(node), "a mapping key must be a plain scalar")
-        key = self.loader.construct_object(node)
+        try:
+            key = self.loader.construct_object(node)
+        except (yaml.YAMLError, ValueError) as error:
+            raise YamlSyntaxError(_mark(node), f"cannot read this key: {str(error).splitlines()[0]}") from None
         return key if isinstance(key, str | int | float | bool) or key is None else str(key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from google.cloud import run_v2
+from hypothesis import settings
 
 from controller.cloudrun import CloudRunServices, services_client
 from emulator import Emulator, load_seed_file
@@ -48,3 +50,10 @@ def reference(emulator: Emulator) -> Emulator:
     """The emulator seeded with the reference service as found."""
     emulator.seed(as_found_services())
     return emulator
+
+
+# CI runs the property tests on a fixed seed so a red build always means a change, not a luckier draw;
+# locally every run explores new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from controller.diff import ManagedField, TargetError, diff_service, select_container
-from controller.model import ObservedContainer, ObservedService
+from controller.model import GcsVolume, ObservedContainer, ObservedService
 from desired import SecretRef, ServiceKey, ServiceSpec
 
 KEY = ServiceKey(project="demo-project", region="us-central1", name="cagent-api")
@@ -179,6 +179,74 @@ def test_an_unmatched_container_is_an_error_not_a_guess(
         diff_service(spec(cpuAlwaysAllocated=True, **fields), observed(containers=_containers(*containers)))
 
 
-def test_planning_twice_gives_the_same_changes() -> None:
-    live = observed(timeout_seconds=300.0, service_min_instances=0)
-    assert diff_service(spec(**FULL), live) == diff_service(spec(**FULL), live)
+def test_mount_options_compare_as_a_set() -> None:
+    volume = GcsVolume("bucket-a", False, frozenset({"stat-cache-ttl=1s", "enable-streaming-writes=false"}))
+    container = dataclasses.replace(observed().containers[0], volume_mounts=(("data", "/data"),))
+    live = observed(volumes=(("data", volume),), containers=(container,))
+    declared = {
+        "volume": {
+            "name": "data",
+            "bucket": "bucket-a",
+            "mountPath": "/data",
+            "mountOptions": ["enable-streaming-writes=false", "stat-cache-ttl=1s"],
+        }
+    }
+    assert diff_service(spec(**declared), live) == ()
+
+
+def test_a_missing_volume_and_mount_are_two_changes() -> None:
+    declared = {"volume": {"name": "data", "bucket": "bucket-a", "mountPath": "/data"}}
+    changes = diff_service(spec(**declared), observed())
+    assert [(c.path, c.old, c.new) for c in changes] == [
+        ("template.volumes[data]", None, GcsVolume("bucket-a")),
+        ("template.containers[app].volume_mounts[data]", None, "/data"),
+    ]
+    assert {c.field.mask_path for c in changes} == {"template.volumes", "template.containers"}
+
+
+def test_a_volume_of_another_kind_under_the_declared_name_is_replaced() -> None:
+    live = observed(volumes=(("data", None),))
+    (change, _) = diff_service(spec(volume={"name": "data", "bucket": "b-1", "mountPath": "/d"}), live)
+    assert (change.old, change.new) == (None, GcsVolume("b-1"))
+
+
+def test_only_declared_labels_and_annotations_are_compared() -> None:
+    live = observed(labels=(("team", "a"), ("cost", "x")), annotations=(("example.com/a", "1"),))
+    changes = diff_service(spec(labels={"team": "b"}, annotations={"example.com/a": "1"}), live)
+    assert [(c.path, c.old, c.new, c.field.mask_path) for c in changes] == [
+        ("labels[team]", "a", "b", "labels")
+    ]
+
+
+def test_execution_environment_unset_live_is_drift_when_declared() -> None:
+    (change,) = diff_service(spec(executionEnvironment="gen2"), observed())
+    assert (change.path, change.old, change.new) == ("template.execution_environment", None, "gen2")
+    assert diff_service(spec(executionEnvironment="gen2"), observed(execution_environment="gen2")) == ()
+
+
+def test_startup_boost_is_a_container_field() -> None:
+    (change,) = diff_service(spec(startupCpuBoost=True), observed())
+    assert change.path == "template.containers[app].resources.startup_cpu_boost"
+    assert change.field.creates_revision
+
+
+def test_a_secret_in_another_project_is_not_the_same_secret() -> None:
+    container = dataclasses.replace(
+        observed().containers[0], env=(("DB", SecretRef(secret="db", version="1")),)
+    )
+    wanted = {"DB": {"secret": "projects/other-project/secrets/db", "version": "1"}}
+    (change,) = diff_service(spec(env=wanted), observed(containers=(container,)))
+    assert change.new == SecretRef(secret="projects/other-project/secrets/db", version="1")
+
+
+def test_a_repeated_env_name_reads_as_the_last_one_as_the_runtime_does() -> None:
+    container = dataclasses.replace(observed().containers[0], env=(("A", "old"), ("A", "new")))
+    assert diff_service(spec(env={"A": "new"}), observed(containers=(container,))) == ()
+
+
+def test_an_unnamed_container_is_chosen_by_its_position() -> None:
+    containers = (
+        ObservedContainer(index=0, name="", image="i", serves_ingress=False, cpu_idle=True),
+        ObservedContainer(index=1, name="", image="j", serves_ingress=True, cpu_idle=True),
+    )
+    assert select_container(spec(container="#0"), containers).index == 0

@@ -108,3 +108,15 @@ def test_aliases_that_expand_without_bound_are_refused() -> None:
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
     with pytest.raises(DesiredStateError, match="aliases are expanded"):
         load_desired_text("\n".join(lines) + "\nservices: []\n")
+
+
+def test_the_checked_in_json_schema_is_up_to_date() -> None:
+    from desired.jsonschema import json_schema
+
+    checked_in = (ROOT / "desired-state.schema.json").read_text(encoding="utf-8")
+    assert checked_in == json_schema(), "run: cloudrun-reconciler schema --write desired-state.schema.json"
+    assert (
+        (ROOT / "desired-state.yaml")
+        .read_text()
+        .startswith("# yaml-language-server: $schema=./desired-state.schema.json")
+    )

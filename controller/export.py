@@ -1,0 +1,160 @@
+"""`export`: a desired-state document written from live services, to start managing them. Pure.
+
+Owns the mapping back from `ObservedService` to the schema: only the knobs the controller manages, each
+as the API reports it (so exporting and then planning shows no drift), and a comment above every line
+where a policy check fires. Plain env values that look like secrets are left out, with a comment, since
+the document is meant for git.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from controller.diff import select_container
+from controller.model import ObservedContainer, ObservedService
+from controller.redact import MASK, redact_env_value, redact_text
+from desired import API_VERSION, Finding, SecretRef, ServiceSpec, check_desired_text
+from desired.sqlite_url import is_sqlite_url
+
+__all__ = ["export_document"]
+
+_RESERVED = (
+    "run.googleapis.com/",
+    "cloud.googleapis.com/",
+    "serving.knative.dev/",
+    "autoscaling.knative.dev/",
+)
+
+
+def export_document(services: Sequence[ObservedService]) -> str:
+    """The YAML text of a desired-state document declaring `services` as they are."""
+    notes: dict[int, list[str]] = {}  # per service: what a person should read before committing the file
+    entries = [_service(index, service, notes) for index, service in enumerate(services)]
+    projects = {service.key.project for service in services}
+    regions = {service.key.region for service in services}
+    document: dict[str, Any] = {"apiVersion": API_VERSION}
+    if len(projects) == 1 and len(regions) == 1:
+        document["defaults"] = {"project": projects.pop(), "region": regions.pop()}
+        for entry in entries:
+            del entry["project"], entry["region"]
+    document["services"] = entries
+    text = yaml.safe_dump(document, sort_keys=False, width=110, allow_unicode=True)
+    header = (
+        "# yaml-language-server: $schema=./desired-state.schema.json\n"
+        "# Exported from the live services: every knob below is managed from now on; delete what you do not\n"
+        "# want managed. Comments mark what `cloudrun-reconciler validate` reports.\n"
+    )
+    return header + _annotated(text, notes)
+
+
+def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": service.key.name,
+        "project": service.key.project,
+        "region": service.key.region,
+    }
+    container = select_container(ServiceSpec(name=service.key.name), service.containers)
+    if len(service.containers) > 1:
+        entry["container"] = container.label
+    entry["timeout"] = f"{round(service.timeout_seconds)}s"
+    entry["scaling"] = _scaling(service)
+    entry["cpuAlwaysAllocated"] = not container.cpu_idle
+    entry["startupCpuBoost"] = container.startup_cpu_boost
+    if service.execution_environment:
+        entry["executionEnvironment"] = service.execution_environment
+    env, database = _env(container, notes.setdefault(index, []))
+    if env:
+        entry["env"] = env
+    volume = _volume(service, container)
+    if volume:
+        entry["volume"] = volume
+    if service.labels:
+        entry["labels"] = dict(service.labels)
+    annotations = {k: v for k, v in service.annotations if not k.startswith(_RESERVED)}
+    if annotations:
+        entry["annotations"] = annotations
+    if database:
+        entry["database"] = database
+    return entry
+
+
+def _scaling(service: ObservedService) -> dict[str, Any]:
+    if service.service_min_instances or service.service_max_instances:
+        scaling: dict[str, Any] = {"level": "service", "minInstances": service.service_min_instances}
+        if service.service_max_instances:
+            scaling["maxInstances"] = service.service_max_instances
+        return scaling
+    return {
+        "level": "revision",
+        "minInstances": service.revision_min_instances,
+        "maxInstances": service.revision_max_instances,
+    }
+
+
+def _env(container: ObservedContainer, notes: list[str]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    env: dict[str, Any] = {}
+    database = None
+    for name, value in container.env:
+        if isinstance(value, SecretRef):
+            env[name] = {"secret": value.secret, "version": value.version}
+        elif redact_env_value(name, value) == MASK or redact_text(value) != value:
+            notes.append(
+                f"{name}: a plain value that looks like a secret is not exported; use Secret Manager"
+            )
+        else:
+            env[name] = value
+            if database is None and is_sqlite_url(value):
+                database = {"env": name, "dialect": _dialect(value)}
+                guess = database["dialect"]
+                notes.append(f"database.dialect {guess} is guessed from how {name} is spelled: confirm it")
+    return env, database
+
+
+def _dialect(url: str) -> str:
+    """A guess from the spelling; the comment on `database` asks a person to confirm it."""
+    if "_pragma=" in url:
+        return "modernc"
+    if url.startswith("sqlite:////") or "+pysqlite" in url:
+        return "python"
+    return "mattn"
+
+
+def _volume(service: ObservedService, container: ObservedContainer) -> dict[str, Any] | None:
+    for name, path in container.volume_mounts:
+        volume = service.volume(name)
+        if volume is not None:
+            exported: dict[str, Any] = {"name": name, "bucket": volume.bucket, "mountPath": path}
+            if volume.mount_options:
+                exported["mountOptions"] = sorted(volume.mount_options)
+            if volume.read_only:
+                exported["readOnly"] = True
+            return exported
+    return None
+
+
+def _annotated(text: str, service_notes: dict[int, list[str]]) -> str:
+    """`text` with each finding as a comment above the line it points at."""
+    findings: Sequence[Finding] = check_desired_text(text, "export").findings
+    lines = text.splitlines()
+    notes: dict[int, list[str]] = {}
+    for finding in findings:
+        notes.setdefault(finding.line - 1, []).append(
+            f"{finding.code} ({finding.severity}): {finding.message}; fix: {finding.fix}"
+        )
+    for index, reasons in service_notes.items():
+        anchor = _service_line(lines, index)
+        notes.setdefault(anchor, []).extend(reasons)
+    out: list[str] = []
+    for number, line in enumerate(lines):
+        indent = line[: len(line) - len(line.lstrip(" -"))].replace("-", " ")
+        out.extend(f"{indent}# {note}" for note in notes.get(number, []))
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _service_line(lines: list[str], index: int) -> int:
+    starts = [number for number, line in enumerate(lines) if line.startswith("- name: ")]
+    return starts[index] if index < len(starts) else 0
