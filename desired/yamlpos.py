@@ -116,7 +116,8 @@ class _Builder:
         try:
             key = self.loader.construct_object(node)
         except (yaml.YAMLError, ValueError) as error:
-            raise YamlSyntaxError(_mark(node), f"cannot read this key: {str(error).splitlines()[0]}") from None
+            reason = str(error).splitlines()[0]
+            raise YamlSyntaxError(_mark(node), f"cannot read this key: {reason}") from None
         return key if isinstance(key, str | int | float | bool) or key is None else str(key)
 
 
