@@ -147,13 +147,6 @@ def _checked(path: str) -> CheckedDesired:
     return checked
 
 
-def _blocked(checked: CheckedDesired) -> dict[ServiceKey, str]:
-    return {
-        key: "policy error(s) " + ", ".join(sorted({f.code for f in findings})) + " (see `validate`)"
-        for key, findings in checked.blocking().items()
-    }
-
-
 def _gateway() -> CloudRunServices:
     from controller.cloudrun import CloudRunServices, services_client
 
@@ -176,7 +169,7 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
     checked = _checked(args.file)
     gateway = _gateway()
     try:
-        result = reconcile(checked.state, gateway, dry_run=dry_run, blocked=_blocked(checked))
+        result = reconcile(checked.state, gateway, dry_run=dry_run, blocked=checked.blocked_reasons())
     finally:
         gateway.close()
     if args.output == "json":

@@ -16,7 +16,7 @@ from controller.model import ObservedService
 from controller.plan import EXIT_DRIFT, EXIT_IN_SYNC
 from controller.reconcile import ApplyResult, reconcile
 from controller.render import outcomes_text, plan_text
-from desired import load_desired
+from desired import CheckedDesired, check_desired
 from emulator import Emulator, load_seed_file
 
 __all__ = ["run_demo"]
@@ -36,7 +36,7 @@ def _unowned(service: ObservedService) -> dict[str, str]:
 
 
 def run_demo(desired_file: str) -> int:
-    desired = load_desired(desired_file)
+    desired = check_desired(desired_file)
     seed = resources.files("emulator").joinpath("seeds/cagent-api-as-found.yaml")
     with resources.as_file(seed) as seed_path, Emulator() as server:
         server.seed(load_seed_file(seed_path))
@@ -47,25 +47,34 @@ def run_demo(desired_file: str) -> int:
             gateway.close()
 
 
-def _story(desired_file: str, desired: object, gateway: CloudRunServices, server: Emulator) -> int:
+def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices, server: Emulator) -> int:
     color = sys.stdout.isatty()
+    desired = checked.state
     print(f"Local Cloud Run Admin API (emulator) on {server.address}, seeded with cagent-api as the runbook")
-    print("found it: timeout 300s, no minimum, max 100 instances, CPU throttled, DATABASE_URL without WAL.")
-    print(f"Desired state: {desired_file}")
+    print(
+        "found it: timeout 300s, no minimum (revisions capped at Cloud Run's default of 100), CPU throttled,"
+    )
+    print("DATABASE_URL without WAL, GCS FUSE streaming writes on.")
     first_read = gateway.list_services("demo-project", "us-central1")
     before = {s.observed.key: _unowned(s.observed) for s in first_read}
 
+    _step(f"0. validate {desired_file}: the policy checks on SQLite over Cloud Storage")
+    for finding in checked.findings:
+        print(finding.describe())
+    verdict = "errors: apply refuses the services they name" if checked.has_errors else "no errors"
+    print(f"({len(checked.findings)} finding(s), {verdict})")
+
     _step("1. plan: what drifted, field by field")
-    first = reconcile(desired, gateway, dry_run=True)  # type: ignore[arg-type]
+    first = reconcile(desired, gateway, dry_run=True)
     print(plan_text(first.plan, color=color))
     print(f"(exit code {first.plan.exit_code})")
 
     _step("2. apply: one read-modify-write per service, guarded by its etag, masked to the owned fields")
-    applied = reconcile(desired, gateway, dry_run=False)  # type: ignore[arg-type]
+    applied = reconcile(desired, gateway, dry_run=False, blocked=checked.blocked_reasons())
     print(outcomes_text(applied))
 
     _step("3. plan again")
-    second = reconcile(desired, gateway, dry_run=True)  # type: ignore[arg-type]
+    second = reconcile(desired, gateway, dry_run=True)
     print(plan_text(second.plan, color=color))
     print(f"(exit code {second.plan.exit_code})")
 

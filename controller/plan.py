@@ -89,7 +89,7 @@ def plan_service(
         changes = diff_service(spec, observed)
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
-    notes = traffic_notes(spec, observed)
+    notes = traffic_notes(spec, observed) + _unevaluated(spec)
     if (
         blocked_by and changes
     ):  # a policy error blocks a write; with nothing to write there is nothing to block
@@ -98,6 +98,13 @@ def plan_service(
         )
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
     return ServicePlan(spec.key, status, changes, observed=observed, notes=notes)
+
+
+def _unevaluated(spec: ServiceSpec) -> tuple[str, ...]:
+    """Be plain about what this version only validates."""
+    if spec.escalation is None:
+        return ()
+    return ("escalation is validated but not evaluated yet: this version reads no Cloud Monitoring signals",)
 
 
 def traffic_notes(spec: ServiceSpec, observed: ObservedService) -> tuple[str, ...]:

@@ -43,6 +43,13 @@ class CheckedDesired:
     def has_errors(self) -> bool:
         return any(finding.severity is Severity.ERROR for finding in self.findings)
 
+    def blocked_reasons(self) -> dict[ServiceKey, str]:
+        """For each blocked service, the reason a plan prints."""
+        return {
+            key: "policy error(s) " + ", ".join(sorted({f.code for f in findings})) + " (see `validate`)"
+            for key, findings in self.blocking().items()
+        }
+
     def blocking(self) -> dict[ServiceKey, tuple[Finding, ...]]:
         """Unacknowledged errors by service: `apply` writes none of these services."""
         blocked: dict[ServiceKey, tuple[Finding, ...]] = {}
