@@ -196,3 +196,34 @@ def test_an_invalid_seed_is_refused_with_a_reason(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Timeout must be between 1 and 3600 seconds" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_export_then_plan_is_in_sync(standalone_emulator: str, tmp_path: Path) -> None:
+    env = {"CLOUD_RUN_EMULATOR_HOST": standalone_emulator}
+    exported = tmp_path / "exported.yaml"
+    result = run(
+        "export",
+        "cagent-api",
+        "--project",
+        "demo-project",
+        "--region",
+        "us-central1",
+        "--out",
+        str(exported),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "# CR101 (error)" in exported.read_text()
+    planned = run("plan", "-f", str(exported), env=env)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "[InSync]" in planned.stdout
+
+
+def test_export_of_an_unknown_service_is_exit_1(standalone_emulator: str) -> None:
+    result = run(
+        "export",
+        "projects/demo-project/locations/us-central1/services/nope",
+        env={"CLOUD_RUN_EMULATOR_HOST": standalone_emulator},
+    )
+    assert result.returncode == 1
+    assert "NOT_FOUND" in result.stderr and "Traceback" not in result.stderr
