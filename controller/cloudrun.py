@@ -26,7 +26,14 @@ from google.protobuf import field_mask_pb2
 
 from controller import __version__
 from controller.diff import FieldChange, ManagedField
-from controller.errors import ConflictError, NotFoundError, PermanentError, ReconcilerError, TransientError
+from controller.errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    ReconcilerError,
+    RolloutError,
+    TransientError,
+)
 from controller.model import (
     DEFAULT_REVISION_MAX_INSTANCES,
     DEFAULT_TIMEOUT_SECONDS,
@@ -45,6 +52,7 @@ _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
 CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
 
 _CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
+_FAILED = run_v2.Condition.State.CONDITION_FAILED
 _ENVIRONMENTS = {
     run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN1: "gen1",
     run_v2.ExecutionEnvironment.EXECUTION_ENVIRONMENT_GEN2: "gen2",
@@ -96,13 +104,16 @@ def _status_name(error: gexc.GoogleAPICallError) -> str:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
-    """Map Google's exceptions to the controller's own, with redacted messages."""
+def _translated(*, rollout: bool = False) -> Iterator[None]:
+    """Map Google's exceptions to the controller's own, with redacted messages. With `rollout`, the error
+    came from a long-running operation: the update was accepted and the rollout failed."""
     try:
         yield
     except gexc.GoogleAPICallError as error:
         code = _status_name(error)
         message = redact_text(f"{code}: {error.message}{_violations(error)}")
+        if rollout:
+            raise RolloutError(f"the rollout failed: {message}", code) from None
         if isinstance(error, _CONFLICT):
             raise ConflictError(message, code) from None
         if isinstance(error, gexc.NotFound):
@@ -164,6 +175,8 @@ class CloudRunServices:
         )
         with _translated():
             operation = self._client.update_service(request=request)
+        # What the operation itself reports is the rollout's fate, never an etag conflict.
+        with _translated(rollout=True):
             return _live(operation.result(timeout=self._operation_timeout, polling=self._polling))
 
 
@@ -192,6 +205,7 @@ def observe(service: run_v2.Service) -> ObservedService:
         execution_environment=_ENVIRONMENTS.get(template.execution_environment, ""),
         volumes=tuple((volume.name, _gcs_volume(volume)) for volume in template.volumes),
         latest_ready_revision=pb.latest_ready_revision.rsplit("/", 1)[-1],
+        failure=pb.terminal_condition.message if pb.terminal_condition.state == _FAILED else "",
         traffic=tuple((status.revision.rsplit("/", 1)[-1], status.percent) for status in pb.traffic_statuses),
         last_modifier=pb.last_modifier,
         client=pb.client,

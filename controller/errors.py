@@ -4,14 +4,22 @@
     ├── TransientError     try again later: UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, …
     │   └── ConflictError  the service changed since it was read (stale etag): re-read, re-plan, retry
     └── PermanentError     retrying the same request cannot help: INVALID_ARGUMENT, PERMISSION_DENIED, …
-        └── NotFoundError  the service does not exist
+        ├── NotFoundError  the service does not exist
+        └── RolloutError   the update was accepted, and its revision failed to become ready
 
 Every message here is already redacted: it may be logged or printed as is.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConflictError", "NotFoundError", "PermanentError", "ReconcilerError", "TransientError"]
+__all__ = [
+    "ConflictError",
+    "NotFoundError",
+    "PermanentError",
+    "ReconcilerError",
+    "RolloutError",
+    "TransientError",
+]
 
 
 class ReconcilerError(Exception):
@@ -36,3 +44,7 @@ class PermanentError(ReconcilerError):
 
 class NotFoundError(PermanentError):
     """The named resource does not exist."""
+
+
+class RolloutError(PermanentError):
+    """The API accepted the update; the long-running operation then failed (a revision not ready)."""

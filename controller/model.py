@@ -84,6 +84,7 @@ class ObservedService:
     execution_environment: str = ""  # "gen1", "gen2", or "" when Cloud Run chooses
     volumes: tuple[tuple[str, GcsVolume | None], ...] = ()  # None: a volume that is not Cloud Storage
     latest_ready_revision: str = ""
+    failure: str = ""  # Cloud Run's message when its Ready condition failed (a revision that did not start)
     traffic: tuple[tuple[str, int], ...] = ()  # (revision, percent) as Cloud Run reports it is serving
     last_modifier: str = ""
     client: str = ""

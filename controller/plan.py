@@ -35,11 +35,12 @@ class PlanStatus(StrEnum):
     MISSING = "Missing"  # declared, not found live; never created: the desired file holds no image
     ERROR = "Error"  # could not be observed or matched
     BLOCKED = "Blocked"  # the desired file has unacknowledged policy errors for it: planned, never applied
+    FAILED = "Failed"  # in sync as declared, but Cloud Run reports its latest revision failed
 
     @property
     def is_problem(self) -> bool:
         """A status that needs a person: the service cannot be brought in sync as declared."""
-        return self in (PlanStatus.MISSING, PlanStatus.ERROR, PlanStatus.BLOCKED)
+        return self in (PlanStatus.MISSING, PlanStatus.ERROR, PlanStatus.BLOCKED, PlanStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def plan_service(
         return ServicePlan(
             spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes
         )
+    if observed.failure and not changes:  # nothing to write would fix it: report, do not retry
+        return ServicePlan(spec.key, PlanStatus.FAILED, (), f"Cloud Run: {observed.failure}", observed, notes)
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
     return ServicePlan(spec.key, status, changes, observed=observed, notes=notes)
 

@@ -26,6 +26,7 @@ _STATUS_MARK = {
     PlanStatus.DRIFTED: "~",
     PlanStatus.MISSING: "?",
     PlanStatus.BLOCKED: "x",
+    PlanStatus.FAILED: "!",
     PlanStatus.ERROR: "!",
 }
 _COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "x": "\033[31m", "=": "\033[32m"}

@@ -78,6 +78,8 @@ class ServiceStore:
         self._pending: dict[str, int | None] = {}  # operation → GetOperation polls left before it is done
         # How many polls an update's operation takes to finish: 0 is at once, None is never (a stuck rollout).
         self.operation_polls: int | None = 0
+        # When set, every new revision fails to become ready with this message (a container that crashes).
+        self.failing_revisions: str | None = None
         self.calls: Counter[str] = Counter()
         self.update_requests: list[ServicePb] = []  # every UpdateService body as received, for inspection
         self.update_masks: list[list[str]] = []
@@ -122,7 +124,7 @@ class ServiceStore:
         operation = copy.deepcopy(self._operations[name])
         if self._pending.get(name, 0) != 0:
             operation.done = False
-            operation.ClearField("response")
+            operation.ClearField("result")
         return operation
 
     # --- writes ------------------------------------------------------------------------------------
@@ -176,16 +178,18 @@ class ServiceStore:
             self._check_revision_name(updated, requested)
             if validate_only:
                 return self._operation(updated, store=False)
+            failure = None
             if _configuration(updated) != _configuration(current):
                 updated.generation = current.generation + 1
                 updated.last_modifier = principal
                 updated.update_time.CopyFrom(self._timestamp())
                 if _template_bytes(updated) != _template_bytes(current):
                     self._new_revision(updated, requested)
-                self._settle(updated)
+                    failure = self._failure(updated)
+                self._settle(updated, failure)
                 updated.etag = _etag(updated)
             self._services[updated.name] = updated
-            return self._operation(updated, store=True)
+            return self._operation(updated, store=True, failure=failure)
 
     # --- internals ---------------------------------------------------------------------------------
 
@@ -220,14 +224,25 @@ class ServiceStore:
         parent = service.name.rsplit("/services/", 1)[0]
         service.latest_created_revision = f"{parent}/revisions/{revision}"
 
-    def _settle(self, service: ServicePb) -> None:
-        """Cloud Run's own convergence, done at once: ready, observed, serving the latest revision."""
+    def _failure(self, service: ServicePb) -> str | None:
+        if self.failing_revisions is None:
+            return None
+        revision = service.latest_created_revision.rsplit("/", 1)[-1]
+        return f"Revision '{revision}' is not ready and cannot serve traffic. {self.failing_revisions}"
+
+    def _settle(self, service: ServicePb, failure: str | None = None) -> None:
+        """Cloud Run's own convergence, done at once: ready and serving the latest revision, or, when the
+        new revision fails, still serving the last ready one with the failure in the terminal condition."""
         service.observed_generation = service.generation
         service.reconciling = False
-        service.latest_ready_revision = service.latest_created_revision
+        if failure is None:
+            service.latest_ready_revision = service.latest_created_revision
         service.terminal_condition.Clear()
         service.terminal_condition.type_ = "Ready"
-        service.terminal_condition.state = run_v2.Condition.State.CONDITION_SUCCEEDED
+        service.terminal_condition.state = (
+            run_v2.Condition.State.CONDITION_FAILED if failure else run_v2.Condition.State.CONDITION_SUCCEEDED
+        )
+        service.terminal_condition.message = failure or ""
         service.terminal_condition.last_transition_time.CopyFrom(self._timestamp())
         del service.traffic_statuses[:]
         revision = service.latest_ready_revision.rsplit("/", 1)[-1]
@@ -235,10 +250,16 @@ class ServiceStore:
             status = service.traffic_statuses.add(type_=target.type_, percent=target.percent, tag=target.tag)
             status.revision = target.revision or revision
 
-    def _operation(self, service: ServicePb, *, store: bool) -> operations_pb2.Operation:
+    def _operation(
+        self, service: ServicePb, *, store: bool, failure: str | None = None
+    ) -> operations_pb2.Operation:
         location = service.name.rsplit("/services/", 1)[0]
         operation = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=True)
-        operation.response.Pack(service)
+        if failure:
+            operation.error.code = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+            operation.error.message = failure
+        else:
+            operation.response.Pack(service)
         operation.metadata.Pack(service)
         if not store:
             return operation

@@ -233,3 +233,22 @@ def test_an_operation_that_never_finishes_is_a_transient_failure_not_a_crash(
     (outcome,) = result.outcomes
     assert outcome.result is ApplyResult.FAILED
     assert "did not finish in time" in outcome.message
+
+
+def test_a_revision_that_never_becomes_ready_is_failed_with_the_apis_message_and_not_retried(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reference.store.failing_revisions = "The user-provided container failed to start and listen on the port."
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.FAILED and result.failed
+    assert "the rollout failed: FAILED_PRECONDITION" in outcome.message
+    assert "failed to start and listen on the port" in outcome.message
+    assert reference.store.calls["UpdateService"] == 1  # a failed rollout is not an etag conflict: no retry
+
+    again = reconcile(root_desired(), gateway, dry_run=False)  # the next pass: nothing left to write
+    assert again.plan.services[0].status is PlanStatus.FAILED
+    assert "cannot serve traffic" in again.plan.services[0].message
+    assert reference.store.calls["UpdateService"] == 1 and again.plan.exit_code == 1
+    live = client.get_service(name=REFERENCE)
+    assert live.latest_ready_revision != live.latest_created_revision  # still serving the old revision
