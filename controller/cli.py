@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("-f", "--file", default=DEFAULT_FILE)
         command.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        if name == "plan":
+            command.add_argument(
+                "--server-dry-run",
+                action="store_true",
+                help="also send each update with validate_only=true and report the API's verdict",
+            )
 
     demo = commands.add_parser(
         "demo", help="plan and apply the reference service against an in-process emulator"
@@ -163,23 +169,30 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
     """One reconcile pass; `plan` is the same pass with the write switched off."""
-    from controller.reconcile import reconcile
+    from controller.reconcile import ApplyResult, reconcile
     from controller.render import outcomes_text, plan_json, plan_text
 
     checked = _checked(args.file)
     gateway = _gateway()
     try:
-        result = reconcile(checked.state, gateway, dry_run=dry_run, blocked=checked.blocked_reasons())
+        result = reconcile(
+            checked.state,
+            gateway,
+            dry_run=dry_run,
+            blocked=checked.blocked_reasons(),
+            server_dry_run=getattr(args, "server_dry_run", False),
+        )
     finally:
         gateway.close()
     if args.output == "json":
         print(plan_json(result.plan, checked.findings, None if dry_run else result))
     else:
         print(plan_text(result.plan, color=sys.stdout.isatty()))
-        if not dry_run:
+        if not dry_run or getattr(args, "server_dry_run", False):
             print(f"\n{outcomes_text(result)}")
     if dry_run:
-        return result.plan.exit_code
+        rejected = any(outcome.result is ApplyResult.FAILED for outcome in result.outcomes)
+        return EXIT_ERROR if rejected else result.plan.exit_code
     return EXIT_ERROR if result.failed else 0
 
 

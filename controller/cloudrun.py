@@ -35,6 +35,7 @@ from controller.errors import (
     TransientError,
 )
 from controller.model import (
+    CLIENT_NAME,
     DEFAULT_REVISION_MAX_INSTANCES,
     DEFAULT_TIMEOUT_SECONDS,
     GcsVolume,
@@ -49,7 +50,6 @@ __all__ = ["CLIENT_NAME", "EMULATOR_HOST_ENV", "CloudRunServices", "observe", "s
 
 EMULATOR_HOST_ENV = "CLOUD_RUN_EMULATOR_HOST"
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}")
-CLIENT_NAME = "cloudrun-reconciler"  # recorded by Cloud Run as the service's `client`
 
 _CONFLICT = (gexc.Aborted, gexc.FailedPrecondition)
 _FAILED = run_v2.Condition.State.CONDITION_FAILED
@@ -167,12 +167,15 @@ class CloudRunServices:
         with _translated():
             return _live(self._client.get_service(request={"name": key.resource_name}))
 
-    def apply(self, live: LiveService, changes: Iterable[FieldChange]) -> LiveService:
-        """Write `changes` onto the service as read, guarded by its etag; return the service as updated."""
+    def apply(
+        self, live: LiveService, changes: Iterable[FieldChange], *, validate_only: bool = False
+    ) -> LiveService:
+        """Write `changes` onto the service as read, guarded by its etag; return the service as updated.
+
+        With `validate_only`, Cloud Run checks the same request and stores nothing (a server-side dry run)."""
         service, paths = _updated(live.raw, changes)
-        request = run_v2.UpdateServiceRequest(
-            service=service, update_mask=field_mask_pb2.FieldMask(paths=paths)
-        )
+        mask = field_mask_pb2.FieldMask(paths=paths)
+        request = run_v2.UpdateServiceRequest(service=service, update_mask=mask, validate_only=validate_only)
         with _translated():
             operation = self._client.update_service(request=request)
         # What the operation itself reports is the rollout's fate, never an etag conflict.

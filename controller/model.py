@@ -13,6 +13,7 @@ from typing import Any
 from desired import EnvValue, ServiceKey
 
 __all__ = [
+    "CLIENT_NAME",
     "DEFAULT_REVISION_MAX_INSTANCES",
     "DEFAULT_TIMEOUT_SECONDS",
     "GcsVolume",
@@ -21,6 +22,7 @@ __all__ = [
     "ObservedService",
 ]
 
+CLIENT_NAME = "cloudrun-reconciler"  # what this controller writes into a service's `client`
 DEFAULT_TIMEOUT_SECONDS = 300  # template.timeout when the service does not set one
 DEFAULT_REVISION_MAX_INSTANCES = 100  # template.scaling.max_instance_count when unset
 
@@ -90,6 +92,14 @@ class ObservedService:
     client: str = ""
     labels: tuple[tuple[str, str], ...] = field(default=())
     annotations: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def written_by_others(self) -> str:
+        """Who wrote the service last, when it was not this controller; empty when it was."""
+        if self.client == CLIENT_NAME:
+            return ""
+        via = f" with {self.client}" if self.client else ""
+        return f"{self.last_modifier or 'an unknown writer'}{via}"
 
     def volume(self, name: str) -> GcsVolume | None:
         return next((volume for key, volume in self.volumes if key == name), None)

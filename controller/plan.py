@@ -90,7 +90,7 @@ def plan_service(
         changes = diff_service(spec, observed)
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
-    notes = traffic_notes(spec, observed) + _unevaluated(spec)
+    notes = _out_of_band(changes, observed) + traffic_notes(spec, observed) + _unevaluated(spec)
     if (
         blocked_by and changes
     ):  # a policy error blocks a write; with nothing to write there is nothing to block
@@ -101,6 +101,12 @@ def plan_service(
         return ServicePlan(spec.key, PlanStatus.FAILED, (), f"Cloud Run: {observed.failure}", observed, notes)
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
     return ServicePlan(spec.key, status, changes, observed=observed, notes=notes)
+
+
+def _out_of_band(changes: tuple[FieldChange, ...], observed: ObservedService) -> tuple[str, ...]:
+    """Say who made the drift when the last writer was not this controller (Terraform would not)."""
+    writer = observed.written_by_others
+    return (f"last written by {writer}, not by this controller",) if changes and writer else ()
 
 
 def _unevaluated(spec: ServiceSpec) -> tuple[str, ...]:

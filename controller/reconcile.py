@@ -20,7 +20,7 @@ from controller.diff import FieldChange, TargetError, diff_service
 from controller.errors import ConflictError, ReconcilerError
 from controller.model import LiveService
 from controller.plan import Plan, PlanStatus, ServicePlan, plan_fleet, plan_service
-from desired import DesiredState, ServiceKey, ServiceSpec
+from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
 
 __all__ = ["ApplyResult", "PassResult", "ServiceOutcome", "ServicesGateway", "observe_fleet", "reconcile"]
 
@@ -35,7 +35,9 @@ class ServicesGateway(Protocol):
 
     def get_service(self, key: ServiceKey) -> LiveService: ...
 
-    def apply(self, live: LiveService, changes: Sequence[FieldChange]) -> LiveService: ...
+    def apply(
+        self, live: LiveService, changes: Sequence[FieldChange], *, validate_only: bool = False
+    ) -> LiveService: ...
 
 
 class ApplyResult(StrEnum):
@@ -96,8 +98,12 @@ def reconcile(
     *,
     dry_run: bool,
     blocked: Mapping[ServiceKey, str] | None = None,
+    server_dry_run: bool = False,
 ) -> PassResult:
-    """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors."""
+    """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors.
+
+    With `dry_run` and `server_dry_run`, each drifted service's update is sent with `validate_only`, so the
+    API itself says whether it would accept it; nothing is stored."""
     live, errors = observe_fleet(desired, gateway)
     plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors, blocked)
     outcomes = []
@@ -105,11 +111,55 @@ def reconcile(
         log = _log.bind(service=spec.name, project=spec.key.project, region=spec.key.region)
         for change in service_plan.changes:
             log.info("drift_detected", field=change.path)
+        if service_plan.status is PlanStatus.DRIFTED and dry_run and server_dry_run:
+            outcomes.append(_validated(service_plan, live[spec.key], gateway))
+            continue
         if service_plan.status is not PlanStatus.DRIFTED or dry_run:
             outcomes.append(_not_applied(service_plan, dry_run))
             continue
+        withheld = _withheld(spec, service_plan)
+        if withheld is not None:
+            log.warning(
+                "out_of_band_change",
+                writer=service_plan.observed.written_by_others if service_plan.observed else "",
+                policy=str(spec.out_of_band),
+                fields=[c.path for c in service_plan.changes],
+            )
+            outcomes.append(withheld)
+            continue
         outcomes.append(_apply_service(spec, service_plan, live[spec.key], gateway, log))
     return PassResult(plan, tuple(outcomes))
+
+
+def _validated(service_plan: ServicePlan, live: LiveService, gateway: ServicesGateway) -> ServiceOutcome:
+    """The API's verdict on the update the plan would send."""
+    etag = live.observed.etag
+    try:
+        gateway.apply(live, service_plan.changes, validate_only=True)
+    except ReconcilerError as error:
+        message = f"server dry run: rejected: {error}"
+        return ServiceOutcome(
+            service_plan.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag
+        )
+    message = "server dry run: the API accepts this update (nothing written)"
+    return ServiceOutcome(service_plan.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
+
+
+def _withheld(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome | None:
+    """The outcome when the service's out-of-band policy forbids reverting someone else's change."""
+    writer = service_plan.observed.written_by_others if service_plan.observed else ""
+    if not writer or spec.out_of_band is OutOfBandPolicy.REVERT:
+        return None
+    etag = service_plan.observed.etag if service_plan.observed else ""
+    fields = ", ".join(change.path for change in service_plan.changes)
+    if spec.out_of_band is OutOfBandPolicy.REPORT:
+        message = f"not reverted (outOfBand: report): {writer} changed {fields}"
+        return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
+    message = (
+        f"stopped (outOfBand: stop): {writer} changed {fields}; "
+        "update the desired file to adopt the change, or revert it by hand"
+    )
+    return ServiceOutcome(spec.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
 
 
 def _not_applied(service_plan: ServicePlan, dry_run: bool) -> ServiceOutcome:

@@ -38,6 +38,7 @@ __all__ = [
     "DesiredState",
     "EscalationSpec",
     "ExecutionEnvironment",
+    "OutOfBandPolicy",
     "ScalingLevel",
     "ScalingSpec",
     "ServiceSpec",
@@ -81,6 +82,14 @@ class ScalingLevel(StrEnum):
 class ExecutionEnvironment(StrEnum):
     GEN1 = "gen1"
     GEN2 = "gen2"
+
+
+class OutOfBandPolicy(StrEnum):
+    """What to do when someone else changed an owned field since the controller last wrote the service."""
+
+    REVERT = "revert"  # write the declared value back (the default)
+    REPORT = "report"  # show the drift, write nothing
+    STOP = "stop"  # show the drift, write nothing, and fail until a person decides
 
 
 class SqliteDialect(StrEnum):
@@ -217,6 +226,9 @@ class ServiceSpec(StrictModel):
     annotations: dict[LabelKey, str] = Field(default_factory=dict)
     database: DatabaseSpec | None = None
     escalation: EscalationSpec | None = None
+    out_of_band: Annotated[OutOfBandPolicy, BeforeValidator(_enum_value(OutOfBandPolicy))] = (
+        OutOfBandPolicy.REVERT
+    )
     acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
     @property

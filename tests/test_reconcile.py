@@ -252,3 +252,82 @@ def test_a_revision_that_never_becomes_ready_is_failed_with_the_apis_message_and
     assert reference.store.calls["UpdateService"] == 1 and again.plan.exit_code == 1
     live = client.get_service(name=REFERENCE)
     assert live.latest_ready_revision != live.latest_created_revision  # still serving the old revision
+
+
+def _deploy_resets_timeout(client: run_v2.ServicesClient) -> None:
+    """`gcloud run deploy` by a person: a new image and the default timeout, recorded as theirs."""
+    live = client.get_service(name=REFERENCE)
+    live.template.containers[0].image = "us-docker.pkg.dev/demo-project/agents/cagent-api:hotfix"
+    live.template.timeout = {"seconds": 300}
+    live.client, live.client_version = "gcloud", "520.0.0"
+    request = run_v2.UpdateServiceRequest(service=live, update_mask={"paths": ["template"]})
+    client.update_service(
+        request=request, metadata=[("x-emulator-principal", "user:person-a@example.com")]
+    ).result(timeout=10)
+
+
+def _with_policy(policy: str) -> DesiredState:
+    return load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        f"services:\n  - name: cagent-api\n    timeout: 1h\n    outOfBand: {policy}\n"
+    )
+
+
+def test_an_out_of_band_change_names_its_author_and_revert_writes_it_back(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reconcile(_with_policy("revert"), gateway, dry_run=False)
+    _deploy_resets_timeout(client)
+    result = reconcile(_with_policy("revert"), gateway, dry_run=False)
+    (service,) = result.plan.services
+    assert service.notes[0] == "last written by user:person-a@example.com with gcloud, not by this controller"
+    assert result.outcomes[0].result is ApplyResult.APPLIED
+    after = client.get_service(name=REFERENCE)
+    assert after.template.timeout.total_seconds() == 3600 and after.template.containers[0].image.endswith(
+        ":hotfix"
+    )
+
+
+def test_report_shows_the_drift_and_writes_nothing(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reconcile(_with_policy("report"), gateway, dry_run=False)
+    _deploy_resets_timeout(client)
+    writes = reference.store.calls["UpdateService"]
+    result = reconcile(_with_policy("report"), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.SKIPPED and not result.failed
+    assert "user:person-a@example.com with gcloud changed template.timeout" in outcome.message
+    assert reference.store.calls["UpdateService"] == writes
+    assert result.plan.exit_code == 2
+
+
+def test_stop_fails_until_a_person_decides(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reconcile(_with_policy("stop"), gateway, dry_run=False)
+    _deploy_resets_timeout(client)
+    result = reconcile(_with_policy("stop"), gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.FAILED and result.failed
+    assert "update the desired file to adopt the change" in result.outcomes[0].message
+    assert client.get_service(name=REFERENCE).template.timeout.total_seconds() == 300
+
+
+def test_a_server_dry_run_asks_the_api_and_stores_nothing(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    etag = client.get_service(name=REFERENCE).etag
+    result = reconcile(root_desired(), gateway, dry_run=True, server_dry_run=True)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.SKIPPED and "the API accepts this update" in outcome.message
+    assert [sent.name for sent in reference.store.update_requests] == [REFERENCE]
+    assert client.get_service(name=REFERENCE).etag == etag
+
+    refused = load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        "services:\n  - name: cagent-api\n    scaling: {level: revision, minInstances: 150}\n"
+    )
+    (outcome,) = reconcile(refused, gateway, dry_run=True, server_dry_run=True).outcomes
+    assert outcome.result is ApplyResult.FAILED
+    assert outcome.message.startswith("server dry run: rejected: INVALID_ARGUMENT")
+    assert client.get_service(name=REFERENCE).etag == etag
