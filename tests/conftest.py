@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 from importlib import resources
@@ -17,6 +18,29 @@ from emulator import Emulator, load_seed_file
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = "projects/demo-project/locations/us-central1/services/cagent-api"
+
+
+OUTPUT_ONLY = (
+    "etag",
+    "generation",
+    "observed_generation",
+    "update_time",
+    "latest_ready_revision",
+    "latest_created_revision",
+    "traffic_statuses",
+    "terminal_condition",
+    "client",
+    "client_version",
+    "last_modifier",
+)
+
+
+def without_output_only(service: run_v2.Service) -> Any:
+    """A copy of the service's protobuf with the fields Cloud Run writes itself cleared."""
+    pb = copy.deepcopy(run_v2.Service.pb(service))
+    for name in OUTPUT_ONLY:
+        pb.ClearField(name)
+    return pb
 
 
 def as_found_services() -> list[Any]:

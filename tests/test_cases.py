@@ -4,7 +4,6 @@ one change when one owned field differs, leaving every other field as it was."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,9 @@ from controller.plan import PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import ServiceKey, check_desired_text
 from emulator import Emulator, service_from_dict
+from tests.conftest import without_output_only
 
 CASES = sorted((Path(__file__).parent / "fixtures" / "cases").glob("*.yaml"))
-OUTPUT_ONLY = (
-    "etag",
-    "generation",
-    "observed_generation",
-    "update_time",
-    "latest_ready_revision",
-    "latest_created_revision",
-    "traffic_statuses",
-    "terminal_condition",
-    "client",
-    "client_version",
-    "last_modifier",
-)
 
 
 def _seed(emulator: Emulator, path: Path) -> ServiceKey:
@@ -42,9 +29,7 @@ def _seed(emulator: Emulator, path: Path) -> ServiceKey:
 
 
 def _unowned(service: run_v2.Service) -> bytes:
-    pb = copy.deepcopy(run_v2.Service.pb(service))
-    for name in OUTPUT_ONLY:
-        pb.ClearField(name)
+    pb = without_output_only(service)
     pb.template.ClearField("timeout")
     return pb.SerializeToString(deterministic=True)
 

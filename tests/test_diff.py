@@ -37,6 +37,12 @@ def observed(**overrides: object) -> ObservedService:
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 
 
+def app_container(**fields: object) -> ObservedContainer:
+    """The single ingress container `app`, CPU always allocated, with `fields` overriding."""
+    base = ObservedContainer(index=0, name="app", image="i", serves_ingress=True, cpu_idle=False)
+    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+
+
 def spec(**fields: object) -> ServiceSpec:
     return ServiceSpec.model_validate(
         {"name": "cagent-api", "project": "demo-project", "region": "us-central1", **fields}
@@ -121,13 +127,8 @@ def test_an_env_var_missing_live_is_added() -> None:
 
 
 def test_secret_references_match_by_short_or_full_name() -> None:
-    container = ObservedContainer(
-        index=0,
-        name="app",
-        image="i",
-        serves_ingress=True,
-        cpu_idle=False,
-        env=(("DB", SecretRef(secret="projects/demo-project/secrets/db", version="2")),),
+    container = app_container(
+        env=(("DB", SecretRef(secret="projects/demo-project/secrets/db", version="2")),)
     )
     live = observed(containers=(container,))
     assert diff_service(spec(env={"DB": {"secret": "db", "version": "2"}}), live) == ()
@@ -136,14 +137,7 @@ def test_secret_references_match_by_short_or_full_name() -> None:
 
 
 def test_a_plain_value_replacing_a_secret_reference_is_a_change() -> None:
-    container = ObservedContainer(
-        index=0,
-        name="app",
-        image="i",
-        serves_ingress=True,
-        cpu_idle=False,
-        env=(("DB", SecretRef(secret="db", version="latest")),),
-    )
+    container = app_container(env=(("DB", SecretRef(secret="db", version="latest")),))
     (change,) = diff_service(spec(env={"DB": "sqlite:///x"}), observed(containers=(container,)))
     assert (change.old, change.new) == (SecretRef(secret="db", version="latest"), "sqlite:///x")
 

@@ -3,7 +3,6 @@ applying a plan converges (the next plan is empty), planning is deterministic, u
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from controller.plan import PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import DesiredState, ScalingLevel, ServiceSpec
 from emulator import Emulator, service_from_dict
+from tests.conftest import without_output_only
 
 _names = itertools.count()
 ENV_NAMES = ["DATABASE_URL", "LOG_LEVEL", "A", "B_1"]
@@ -140,21 +140,7 @@ def world() -> Iterator[tuple[Emulator, run_v2.ServicesClient, CloudRunServices]
 
 def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: int) -> bytes:
     """The service with every owned and output-only field cleared: what must never change."""
-    pb = copy.deepcopy(run_v2.Service.pb(service))
-    for name in (
-        "etag",
-        "generation",
-        "observed_generation",
-        "update_time",
-        "latest_ready_revision",
-        "latest_created_revision",
-        "traffic_statuses",
-        "terminal_condition",
-        "client",
-        "client_version",
-        "last_modifier",
-    ):
-        pb.ClearField(name)
+    pb = without_output_only(service)
     if spec.timeout is not None:
         pb.template.ClearField("timeout")
     if spec.execution_environment is not None:
