@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from controller import __version__
 from controller.errors import PermanentError, ReconcilerError
 from controller.logs import configure_logging
 from controller.plan import EXIT_ERROR
-from desired import CheckedDesired, DesiredStateError, ServiceKey, Severity, check_desired
+from desired import CheckedDesired, DesiredStateError, Finding, ServiceKey, Severity, check_desired
 
 if TYPE_CHECKING:  # the Google client libraries load only for the commands that call them
     from controller.cloudrun import CloudRunServices
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--project")
     export.add_argument("--region")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     schema = commands.add_parser("schema", help="print the JSON Schema of desired-state.yaml")
     schema.add_argument("--write", metavar="FILE", help="write it to FILE instead of printing it")
@@ -115,11 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler[args.command](args)
     except DesiredStateError as error:
-        print(error, file=sys.stderr)
+        _report_error(args, str(error), error.findings)
         return EXIT_ERROR
     except ReconcilerError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _report_error(args, f"error: {error}", ())
         return EXIT_ERROR
+    except OSError as error:  # a file the command was told to write or read
+        _report_error(args, f"error: {error.filename or ''}: {error.strerror or error}", ())
+        return EXIT_ERROR
+
+
+def _report_error(args: argparse.Namespace, text: str, findings: Sequence[Finding]) -> None:
+    """On stderr for people; with `-o json`, also a JSON document on stdout, so a machine reads why."""
+    print(text, file=sys.stderr)
+    if getattr(args, "output", "text") == "json":
+        document = {
+            "format_version": 1,
+            "exit_code": EXIT_ERROR,
+            "error": text,
+            "findings": [finding.as_dict() for finding in findings],
+            "services": [],
+        }
+        print(json.dumps(document, indent=2))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -136,7 +155,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         for finding in checked.findings:
-            print(finding.describe(), file=sys.stderr if finding.severity is Severity.ERROR else sys.stdout)
+            print(finding.describe())
         errors = sum(f.severity is Severity.ERROR for f in checked.findings)
         verdict = f"{errors} error(s)" if errors else "valid"
         counts = f"{len(checked.state.services)} service(s), {len(checked.findings)} finding(s)"
@@ -199,7 +218,9 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
 def _export(args: argparse.Namespace) -> int:
     from controller.export import export_document
 
-    keys = [_service_key(name, args.project, args.region) for name in args.services]
+    keys = list(dict.fromkeys(_service_key(name, args.project, args.region) for name in args.services))
+    if args.out and os.path.exists(args.out) and not args.force:
+        raise PermanentError(f"{args.out} exists: pass --force to overwrite it")
     gateway = _gateway()
     try:
         observed = [gateway.get_service(key).observed for key in keys]
@@ -245,6 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # its own line for a busy port; ours says it better
     from emulator import ApiError, Emulator, SeedError, load_seed_file
 
     try:

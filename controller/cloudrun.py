@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,7 +69,7 @@ _TRANSIENT = (
 )
 
 
-def services_client(emulator_host: str | None = None, connect_timeout: float = 5.0) -> run_v2.ServicesClient:
+def services_client(emulator_host: str | None = None, connect_timeout: float = 2.0) -> run_v2.ServicesClient:
     """The real client: to the emulator over plaintext when a host is given or set, else to Google."""
     host = emulator_host if emulator_host is not None else os.environ.get(EMULATOR_HOST_ENV, "")
     if host:
@@ -88,15 +89,21 @@ def services_client(emulator_host: str | None = None, connect_timeout: float = 5
 
 
 def _probe(host: str, timeout: float) -> None:
-    """Fail at once, by name, when nothing listens at the emulator's address (gRPC would retry for 10 s)."""
+    """Wait up to `timeout` for the emulator to listen (one started in the background a moment ago), then
+    fail by name: the gRPC client would otherwise retry for 10 s and report only a deadline."""
     name, _, port = host.rpartition(":")
-    try:
-        socket.create_connection((name.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as error:
-        raise PermanentError(
-            f"nothing answers at {host} ({EMULATOR_HOST_ENV}: {error.strerror or error}): start "
-            "`cloudrun-reconciler emulator` there, or unset the variable to use Google Cloud"
-        ) from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((name.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise PermanentError(
+                    f"nothing answers at {host} ({EMULATOR_HOST_ENV}: {error.strerror or error}): start "
+                    "`cloudrun-reconciler emulator` there, or unset the variable to use Google Cloud"
+                ) from None
+            time.sleep(0.1)
 
 
 def _status_name(error: gexc.GoogleAPICallError) -> str:

@@ -227,11 +227,11 @@ def _finding(filename: str, document: PositionedDocument, error: Any) -> Finding
         mark = document.locate(path, at_key=True)
         message = _unknown_field_message(str(loc[-1]), _allowed_keys(loc[:-1]))
     elif kind == "missing":
-        mark = document.locate(path)
+        mark = document.locate(path, at_key=True)  # the key of the mapping that lacks it: `scaling:`
         path = (*path, loc[-1])
         message = "is required"
     else:
-        mark = document.locate(path)
+        mark = document.locate(path, at_key=loc[-1] == "[key]")  # a bad map key points at the key
         message = _MESSAGES.get(kind) or _plain_message(error["msg"])
     return Finding(filename, mark.line, mark.column, code, _field_name(path), message)
 

@@ -133,12 +133,14 @@ def _sqlite(spec: ServiceSpec, here: Path) -> tuple[SqliteUrl | None, list[Viola
     try:
         return parse_sqlite_url(value, database.dialect), []
     except ValueError as error:
+        example = {
+            SqliteDialect.MATTN: "file:/work/app.db?_journal_mode=WAL&_busy_timeout=5000",
+            SqliteDialect.MODERNC: "file:/work/app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)",
+            SqliteDialect.PYTHON: "sqlite:////work/app.db?timeout=5",
+        }[database.dialect]
         return None, [
             _violation(
-                "CR102",
-                path,
-                f"{database.dialect} would reject it: {error}",
-                "fix the URL; `validate` checks it the way the driver reads it",
+                "CR102", path, f"{database.dialect} would reject it: {error}", f"write it as {example}"
             )
         ]
 
@@ -146,14 +148,25 @@ def _sqlite(spec: ServiceSpec, here: Path) -> tuple[SqliteUrl | None, list[Viola
 def _database_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
     url, problems = _sqlite(spec, here)
     yield from problems
-    if url is None or spec.database is None:
+    database, volume = spec.database, spec.volume
+    if database is None:
         return
-    path = (*here, "env", spec.database.env)
-    yield from _journal_checks(url, spec.database.dialect, path)
-    volume = spec.volume
-    if volume is None or url.path is None or not _under(url.path, volume.mount_path):
+    if url is not None:
+        yield from _journal_checks(url, database.dialect, (*here, "env", database.env))
+    if volume is None:
         return
-    yield from _gcs_checks(spec, here, url)
+    if url is None and isinstance(spec.env.get(database.env), SecretRef):
+        # The URL cannot be read, the volume can: assume the worst, and say that it is assumed.
+        yield from _gcs_checks(
+            spec, here, None, f"the database in {database.env} (a secret: assumed on the volume)"
+        )
+    elif url is not None and url.path is not None and _under(url.path, volume.mount_path):
+        yield from _gcs_checks(spec, here, url, f"SQLite at {url.path}")
+
+
+def _spelling(dialect: SqliteDialect, pragma: str, value: str) -> str:
+    """How `dialect` spells a pragma: mattn `_journal_mode=WAL`, modernc `_pragma=journal_mode(WAL)`."""
+    return f"_pragma={pragma}({value})" if dialect is SqliteDialect.MODERNC else f"_{pragma}={value}"
 
 
 def _journal_checks(url: SqliteUrl, dialect: SqliteDialect, path: Path) -> Iterator[Violation]:
@@ -167,15 +180,22 @@ def _journal_checks(url: SqliteUrl, dialect: SqliteDialect, path: Path) -> Itera
             "then acknowledge CR103 with that reason",
         )
         return
-    spelling = "_pragma=journal_mode(WAL)" if dialect is SqliteDialect.MODERNC else "_journal_mode=WAL"
+    spelling = _spelling(dialect, "journal_mode", "WAL")
     if url.journal_mode is None:
-        ignored = f" ({', '.join(url.ignored)} is ignored by modernc before v1.55.0)" if url.ignored else ""
+        hint = ""
+        if url.ignored:
+            hint = (
+                f" (modernc.org/sqlite before v1.55.0 ignores the mattn-style {', '.join(url.ignored)}; "
+                "its own _pragma spelling works in every version)"
+            )
+        elif dialect is SqliteDialect.MATTN and "_pragma=" in url.raw:
+            hint = " (the URL uses modernc's _pragma spelling, which go-sqlite3 ignores: is it modernc?)"
         yield _violation(
             "CR101",
             path,
-            f"the URL leaves SQLite on its rollback journal{ignored}, which is "
+            f"the URL leaves SQLite on its rollback journal{hint}, which is "
             "rewritten in place: on a GCS FUSE mount, streaming writes fail with OutOfOrderError",
-            f"add {spelling} (and a busy timeout) to the URL",
+            f"add {spelling} and {_spelling(dialect, 'busy_timeout', '5000')} to the URL",
         )
     elif url.journal_mode != "WAL":
         yield _violation(
@@ -187,7 +207,7 @@ def _journal_checks(url: SqliteUrl, dialect: SqliteDialect, path: Path) -> Itera
         )
 
 
-def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl) -> Iterator[Violation]:
+def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl | None, what: str) -> Iterator[Violation]:
     volume = spec.volume
     assert volume is not None
     scaling_path = (*here, "scaling", "maxInstances") if spec.scaling else (*here, "name")
@@ -198,9 +218,10 @@ def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl) -> Iterator[Viola
         yield _violation(
             "CR201",
             scaling_path,
-            f"{said} with SQLite at {url.path} on bucket {volume.bucket}: "
+            f"{said} with {what} on bucket {volume.bucket}: "
             "several instances write one object with no file locking, and the last write wins",
-            "set maxInstances: 1, or escalate to Cloud SQL",
+            "set maxInstances: 1 (service level), move the database to Cloud SQL, or acknowledge CR201 "
+            "with the reason the risk is accepted",
         )
     else:
         yield _violation(
@@ -220,12 +241,18 @@ def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl) -> Iterator[Viola
             "BufferedWriteHandler.OutOfOrderError",
             f"add {_NO_STREAMING} to mountOptions",
         )
-    if url.journal_mode == "WAL" and url.locking_mode != "EXCLUSIVE":
+    if (
+        url is not None
+        and spec.database is not None
+        and url.journal_mode == "WAL"
+        and url.locking_mode != "EXCLUSIVE"
+    ):
         yield _violation(
             "CR104",
-            (*here, "env", spec.database.env if spec.database else "DATABASE_URL"),
+            (*here, "env", spec.database.env),
             "WAL keeps its index in shared memory (-shm), which does not work over a network filesystem",
-            "add EXCLUSIVE locking mode to the URL (set before the first WAL access)",
+            f"add {_spelling(spec.database.dialect, 'locking_mode', 'EXCLUSIVE')} to the URL, so SQLite "
+            "never uses shared memory",
         )
     if spec.execution_environment is ExecutionEnvironment.GEN1:
         yield _violation(

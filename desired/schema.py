@@ -54,6 +54,7 @@ _MOUNT_OPTION = re.compile(r"[a-z0-9][-a-z0-9_.]*(=[^\s,]+)?")
 _METRIC_TYPE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+/[A-Za-z0-9_./-]+")
 _CLOUD_SQL_INSTANCE = re.compile(r"[a-z][-a-z0-9:.]*[a-z0-9]:[a-z]+-[a-z]+[0-9]+:[a-z][-a-z0-9]*")
 _FORBIDDEN_MOUNTS = ("/dev", "/proc", "/sys")
+_DNS_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def _enum_value(kind: type[StrEnum]) -> Any:
@@ -203,7 +204,29 @@ class EscalationSpec(StrictModel):
         return self
 
 
-LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+def _label_text(kind: str, *, key: bool) -> Any:
+    """Cloud Run labels: lowercase letters, digits, _ and -, at most 63; keys start with a letter."""
+
+    def check(text: str) -> str:
+        prefix, _, name = text.rpartition("/") if key else ("", "", text)
+        allowed = all((c.isalpha() and c.islower()) or c.isdigit() or c in "_-" for c in name)
+        starts = bool(name) and name[0].isalpha() and name[0].islower()
+        good_prefix = not prefix or _DNS_PREFIX.fullmatch(prefix) is not None
+        if len(name) > 63 or not allowed or not good_prefix or (key and not starts):
+            raise PydanticCustomError(
+                "label",
+                "{text} is not a valid label {kind}: lowercase letters, digits, _ and - (at most 63)"
+                + (", starting with a letter, after an optional domain/ prefix" if key else ""),
+                {"text": repr(text), "kind": kind},
+            )
+        return text
+
+    return AfterValidator(check)
+
+
+LabelKey = Annotated[str, _label_text("key", key=True)]
+LabelValue = Annotated[str, _label_text("value", key=False)]
+AnnotationKey = Annotated[str, Field(min_length=1, max_length=317)]
 
 
 class ServiceSpec(StrictModel):
@@ -222,8 +245,8 @@ class ServiceSpec(StrictModel):
     ) = None
     env: dict[EnvName, EnvEntry] = Field(default_factory=dict)
     volume: VolumeSpec | None = None
-    labels: dict[LabelKey, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
-    annotations: dict[LabelKey, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[AnnotationKey, str] = Field(default_factory=dict)
     database: DatabaseSpec | None = None
     escalation: EscalationSpec | None = None
     out_of_band: Annotated[OutOfBandPolicy, BeforeValidator(_enum_value(OutOfBandPolicy))] = (

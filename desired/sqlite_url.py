@@ -9,7 +9,7 @@ for the journal mode at all). Pure: text in, `SqliteUrl` out, `ValueError` with 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, unquote
 
 from desired.schema import SqliteDialect
@@ -35,6 +35,7 @@ class SqliteUrl:
     """What the driver will do with the URL. `path` is None for an in-memory database."""
 
     path: str | None
+    raw: str = ""
     journal_mode: str | None = None
     locking_mode: str | None = None
     busy_timeout_ms: int | None = None
@@ -61,7 +62,7 @@ def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
     except ValueError:
         raise ValueError(f"the query string {query!r} is not key=value pairs joined by &") from None
     if dialect is SqliteDialect.PYTHON:
-        return _python(location, params)
+        return replace(_python(location, params), raw=url)
     path = _driver_path(location)
     settings: dict[str, str] = {}
     ignored: list[str] = []
@@ -76,7 +77,7 @@ def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
                 ignored.append(key)
             else:
                 settings[_MATTN_KEYS[key]] = value
-    return _settled(path, settings, tuple(ignored))
+    return replace(_settled(path, settings, tuple(ignored)), raw=url)
 
 
 def _driver_path(location: str) -> str | None:
