@@ -44,8 +44,8 @@ from controller.model import (
     ObservedContainer,
     ObservedService,
 )
-from controller.redact import redact_text
 from desired import EnvValue, SecretRef, ServiceKey
+from desired.redaction import redact_text
 
 __all__ = ["CLIENT_NAME", "EMULATOR_HOST_ENV", "CloudRunServices", "observe", "services_client"]
 

@@ -15,8 +15,8 @@ import yaml
 
 from controller.diff import select_container
 from controller.model import ObservedContainer, ObservedService
-from controller.redact import MASK, redact_env_value, redact_text
 from desired import API_VERSION, Finding, SecretRef, ServiceSpec, check_desired_text
+from desired.redaction import MASK, redact_env_value, redact_text
 from desired.sqlite_url import is_sqlite_url
 
 __all__ = ["export_document"]

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from controller.redact import redact_text
+from desired.redaction import redact_text
 
 __all__ = ["configure_logging"]
 

@@ -15,8 +15,8 @@ from controller.diff import FieldChange, ManagedField, Value
 from controller.model import GcsVolume
 from controller.plan import Plan, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome
-from controller.redact import redact_env_value, redact_text
 from desired import Finding, SecretRef, format_duration
+from desired.redaction import redact_env_value, redact_text
 
 __all__ = ["outcomes_text", "plan_json", "plan_text"]
 
