@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from desired.fields import SecretRef
 from desired.findings import Severity
 from desired.schema import DesiredState, ExecutionEnvironment, ServiceSpec, SqliteDialect
-from desired.sqlite_url import SqliteUrl, is_sqlite_url, parse_sqlite_url
+from desired.sqlite_url import SqliteUrl, is_server_url, is_sqlite_url, parse_sqlite_url
 from desired.yamlpos import Path
 
 __all__ = ["CHECKS", "DEFAULT_MAX_INSTANCES", "Severity", "Violation", "check_policy"]
@@ -124,10 +124,13 @@ def _sqlite(spec: ServiceSpec, here: Path) -> tuple[SqliteUrl | None, list[Viola
                 "keep the SQLite URL a plain value; put passwords in secrets",
             )
         ]
-    if not is_sqlite_url(value):
+    if is_server_url(value):
         return None, [
             _violation(
-                "CR102", path, f"{database.env} is not a SQLite URL", "use sqlite:///path or file:path"
+                "CR102",
+                path,
+                f"{database.env} names a database server, not a SQLite file",
+                "use a SQLite path or URL (file:/work/app.db), or remove the database section",
             )
         ]
     try:
@@ -241,18 +244,15 @@ def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl | None, what: str)
             "BufferedWriteHandler.OutOfOrderError",
             f"add {_NO_STREAMING} to mountOptions",
         )
-    if (
-        url is not None
-        and spec.database is not None
-        and url.journal_mode == "WAL"
-        and url.locking_mode != "EXCLUSIVE"
-    ):
+    if url is not None and spec.database is not None and url.journal_mode == "WAL":
         yield _violation(
             "CR104",
             (*here, "env", spec.database.env),
-            "WAL keeps its index in shared memory (-shm), which does not work over a network filesystem",
-            f"add {_spelling(spec.database.dialect, 'locking_mode', 'EXCLUSIVE')} to the URL, so SQLite "
-            "never uses shared memory",
+            "WAL keeps its index in shared memory (-shm), which does not work over a network filesystem; "
+            "SQLite avoids it only when EXCLUSIVE locking is set before the first WAL access, and both Go "
+            "drivers run the URL's journal mode before its locking mode, so the URL cannot do it",
+            "on each connection run `PRAGMA locking_mode=EXCLUSIVE` before `PRAGMA journal_mode=WAL` "
+            "(in code), then acknowledge CR104 with that reason; or move the database to Cloud SQL",
         )
     if spec.execution_environment is ExecutionEnvironment.GEN1:
         yield _violation(

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote
 
 from desired.schema import SqliteDialect
 
-__all__ = ["JOURNAL_MODES", "SqliteUrl", "is_sqlite_url", "parse_sqlite_url"]
+__all__ = ["JOURNAL_MODES", "SqliteUrl", "is_server_url", "is_sqlite_url", "parse_sqlite_url"]
 
 JOURNAL_MODES = frozenset({"DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL", "OFF"})
 _LOCKING_MODES = frozenset({"NORMAL", "EXCLUSIVE"})
@@ -27,6 +27,13 @@ _MATTN_KEYS = {
     "_timeout": "busy_timeout",
 }
 _PRAGMA = re.compile(r"([a-z_]+)\((.*)\)", re.IGNORECASE)
+_PRAGMA_ASSIGN = re.compile(r"([a-z_]+)\s*=\s*(.*)", re.IGNORECASE)
+_MATTN_ALIASES = (
+    ("_journal_mode", "_journal", "journal_mode"),
+    ("_locking_mode", "_locking", "locking_mode"),
+    ("_busy_timeout", "_timeout", "busy_timeout"),
+)
+_DIGITS = re.compile(r"[0-9]+")
 _SCHEMES = ("sqlite3://", "sqlite://", "file:", "sqlite+pysqlite://", "sqlite+aiosqlite://")
 
 
@@ -46,6 +53,12 @@ class SqliteUrl:
         return self.path is not None and self.path.startswith("/")
 
 
+def is_server_url(value: str) -> bool:
+    """Whether `value` names a database server (postgres://, mysql://, …), which SQLite cannot open."""
+    head = value.lower().split("?", 1)[0]
+    return "://" in head and not head.startswith(_SCHEMES)
+
+
 def is_sqlite_url(value: str) -> bool:
     """Whether `value` names a SQLite database rather than a server (postgres://, mysql://, …)."""
     lowered = value.lower()
@@ -55,29 +68,49 @@ def is_sqlite_url(value: str) -> bool:
 
 
 def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
-    """Read `url` as `dialect`'s driver would; raise ValueError for what it would reject."""
+    """Read `url` as `dialect`'s driver would; raise ValueError for what it would reject. Error messages
+    never echo the URL or its values: it may carry a password (`_auth_pass`)."""
     location, _, query = url.partition("?")
-    try:
-        params = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ValueError(f"the query string {query!r} is not key=value pairs joined by &") from None
+    # Go's url.ParseQuery, as both Go drivers use it: valueless flags (`_auth`) and stray `&` are fine.
+    params = parse_qsl(query, keep_blank_values=True)
     if dialect is SqliteDialect.PYTHON:
         return replace(_python(location, params), raw=url)
     path = _driver_path(location)
-    settings: dict[str, str] = {}
-    ignored: list[str] = []
+    if dialect is SqliteDialect.MODERNC:
+        settings, ignored = _modernc(params)
+    else:
+        settings, ignored = _mattn(params), ()
+    return replace(_settled(path, settings, ignored), raw=url)
+
+
+def _mattn(params: list[tuple[str, str]]) -> dict[str, str]:
+    """go-sqlite3: the first value of each key counts (`params.Get`), and the short alias, read after the
+    long one, wins: `_journal` over `_journal_mode`, `_locking` over `_locking_mode`, `_timeout` too."""
+    first: dict[str, str] = {}
     for key, value in params:
-        if dialect is SqliteDialect.MODERNC and key == "_pragma":
-            match = _PRAGMA.fullmatch(value)
+        first.setdefault(key, value)
+    settings: dict[str, str] = {}
+    for long, short, setting in _MATTN_ALIASES:
+        for key in (long, short):
+            if first.get(key):
+                settings[setting] = first[key]
+    return settings
+
+
+def _modernc(params: list[tuple[str, str]]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """modernc.org/sqlite: each `_pragma=name(value)` (or `name=value`, run as `PRAGMA name=value`), applied
+    in name order, so `journal_mode` always runs before `locking_mode`."""
+    settings: dict[str, str] = {}
+    ignored = []
+    for key, value in params:
+        if key == "_pragma":
+            match = _PRAGMA.fullmatch(value) or _PRAGMA_ASSIGN.fullmatch(value)
             if not match:
-                raise ValueError(f"_pragma={value} is not name(value)")
+                raise ValueError("a _pragma value is neither name(value) nor name=value")
             settings[match[1].lower()] = match[2]
         elif key in _MATTN_KEYS:
-            if dialect is SqliteDialect.MODERNC:
-                ignored.append(key)
-            else:
-                settings[_MATTN_KEYS[key]] = value
-    return replace(_settled(path, settings, tuple(ignored)), raw=url)
+            ignored.append(key)
+    return settings, tuple(dict.fromkeys(ignored))
 
 
 def _driver_path(location: str) -> str | None:
@@ -106,20 +139,20 @@ def _python(location: str, params: list[tuple[str, str]]) -> SqliteUrl:
     try:
         busy = None if timeout is None else int(float(timeout) * 1000)
     except ValueError:
-        raise ValueError(f"timeout={timeout} is not a number of seconds") from None
+        raise ValueError("timeout is not a number of seconds") from None
     return SqliteUrl(path=unquote(rest), busy_timeout_ms=busy)
 
 
 def _settled(path: str | None, settings: dict[str, str], ignored: tuple[str, ...]) -> SqliteUrl:
     journal = settings.get("journal_mode")
     if journal is not None and journal.upper() not in JOURNAL_MODES:
-        raise ValueError(f"journal mode {journal!r} is not one of {', '.join(sorted(JOURNAL_MODES))}")
+        raise ValueError(f"the journal mode is not one of {', '.join(sorted(JOURNAL_MODES))}")
     locking = settings.get("locking_mode")
     if locking is not None and locking.upper() not in _LOCKING_MODES:
-        raise ValueError(f"locking mode {locking!r} is not NORMAL or EXCLUSIVE")
+        raise ValueError("the locking mode is not NORMAL or EXCLUSIVE")
     busy = settings.get("busy_timeout")
-    if busy is not None and not busy.isdigit():
-        raise ValueError(f"busy timeout {busy!r} is not a whole number of milliseconds")
+    if busy is not None and not _DIGITS.fullmatch(busy):
+        raise ValueError("the busy timeout is not a whole number of milliseconds")
     return SqliteUrl(
         path=path,
         journal_mode=journal.upper() if journal else None,
