@@ -43,6 +43,7 @@ from controller.model import (
     LiveService,
     ObservedContainer,
     ObservedService,
+    OtherVolume,
 )
 from desired import EnvValue, SecretRef, ServiceKey
 from desired.redaction import redact_text
@@ -224,9 +225,10 @@ def observe(service: run_v2.Service) -> ObservedService:
     )
 
 
-def _gcs_volume(volume: Any) -> GcsVolume | None:
-    if not volume.HasField("gcs"):
-        return None
+def _gcs_volume(volume: Any) -> GcsVolume | OtherVolume:
+    source = volume.WhichOneof("volume_type")
+    if source != "gcs":
+        return OtherVolume(source or "unknown")
     gcs = volume.gcs
     return GcsVolume(gcs.bucket, gcs.read_only, frozenset(gcs.mount_options))
 
@@ -309,8 +311,11 @@ def _write_other(pb: Any, change: FieldChange) -> None:
             new.bucket,
             new.read_only,
         )  # setting gcs clears other sources
+        # A set by meaning: keep the order already there, append what is new, drop what is not wanted.
+        existing = list(volume.gcs.mount_options)
+        kept = [option for option in existing if option in new.mount_options]
         del volume.gcs.mount_options[:]
-        volume.gcs.mount_options.extend(sorted(new.mount_options))
+        volume.gcs.mount_options.extend(kept + sorted(new.mount_options - set(existing)))
     elif field is ManagedField.VOLUME_MOUNT:
         container = _container_pb(pb, change)
         mount = next((m for m in container.volume_mounts if m.name == change.key), None)

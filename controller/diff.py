@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.model import GcsVolume, ObservedContainer, ObservedService
+from controller.model import GcsVolume, ObservedContainer, ObservedService, OtherVolume
 from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
 
 __all__ = [
@@ -184,11 +184,26 @@ def _template_changes(spec: ServiceSpec, observed: ObservedService) -> list[Fiel
             )
         )
     if spec.volume is not None:
-        wanted = GcsVolume(spec.volume.bucket, spec.volume.read_only, frozenset(spec.volume.mount_options))
         live = observed.volume(spec.volume.name)
+        if isinstance(live, OtherVolume):
+            name = spec.volume.name
+            raise TargetError(f"volume {name!r} exists as {live}, not Cloud Storage: declare another name")
+        wanted = _wanted_volume(spec, live)
         if live != wanted:
             changes.append(FieldChange(ManagedField.VOLUME, live, wanted, key=spec.volume.name))
     return changes
+
+
+def _wanted_volume(spec: ServiceSpec, live: GcsVolume | None) -> GcsVolume:
+    """The declared volume; `readOnly` and `mountOptions` left out of the file keep their live values."""
+    assert spec.volume is not None
+    read_only = spec.volume.read_only
+    options = spec.volume.mount_options
+    return GcsVolume(
+        spec.volume.bucket,
+        read_only if read_only is not None else (live.read_only if live else False),
+        frozenset(options) if options is not None else (live.mount_options if live else frozenset()),
+    )
 
 
 def _whole(seconds: float) -> int | float:
@@ -208,6 +223,12 @@ def _container_changes(spec: ServiceSpec, container: ObservedContainer, project:
         )
     if spec.volume is not None:
         live_path = container.mount_path(spec.volume.name)
+        taken = [name for name, path in container.volume_mounts if path == spec.volume.mount_path]
+        if taken and spec.volume.name not in taken:
+            raise TargetError(
+                f"{spec.volume.mount_path} in container {container.label} is where volume {taken[0]!r} is "
+                f"mounted: mounting {spec.volume.name!r} there too would shadow it"
+            )
         if live_path != spec.volume.mount_path:
             changes.append(
                 change(ManagedField.VOLUME_MOUNT, live_path, spec.volume.mount_path, spec.volume.name)

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from controller.diff import select_container
-from controller.model import ObservedContainer, ObservedService
+from controller.model import GcsVolume, ObservedContainer, ObservedService
 from desired import API_VERSION, Finding, SecretRef, ServiceSpec, check_desired_text
 from desired.redaction import MASK, redact_env_value, redact_text
 from desired.sqlite_url import is_sqlite_url
@@ -125,7 +125,7 @@ def _dialect(url: str) -> str:
 def _volume(service: ObservedService, container: ObservedContainer) -> dict[str, Any] | None:
     for name, path in container.volume_mounts:
         volume = service.volume(name)
-        if volume is not None:
+        if isinstance(volume, GcsVolume):
             exported: dict[str, Any] = {"name": name, "bucket": volume.bucket, "mountPath": path}
             if volume.mount_options:
                 exported["mountOptions"] = sorted(volume.mount_options)

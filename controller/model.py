@@ -20,6 +20,7 @@ __all__ = [
     "LiveService",
     "ObservedContainer",
     "ObservedService",
+    "OtherVolume",
 ]
 
 CLIENT_NAME = "cloudrun-reconciler"  # what this controller writes into a service's `client`
@@ -38,6 +39,16 @@ class GcsVolume:
     def __str__(self) -> str:
         options = f", options {','.join(sorted(self.mount_options))}" if self.mount_options else ""
         return f"gs://{self.bucket} ({'read-only' if self.read_only else 'read-write'}{options})"
+
+
+@dataclass(frozen=True)
+class OtherVolume:
+    """A volume that is not Cloud Storage (a secret, Cloud SQL, an in-memory dir): never rewritten here."""
+
+    kind: str
+
+    def __str__(self) -> str:
+        return f"a {self.kind} volume"
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class ObservedService:
     revision_max_instances: int
     containers: tuple[ObservedContainer, ...]
     execution_environment: str = ""  # "gen1", "gen2", or "" when Cloud Run chooses
-    volumes: tuple[tuple[str, GcsVolume | None], ...] = ()  # None: a volume that is not Cloud Storage
+    volumes: tuple[tuple[str, GcsVolume | OtherVolume], ...] = ()
     latest_ready_revision: str = ""
     failure: str = ""  # Cloud Run's message when its Ready condition failed (a revision that did not start)
     traffic: tuple[tuple[str, int], ...] = ()  # (revision, percent) as Cloud Run reports it is serving
@@ -101,7 +112,7 @@ class ObservedService:
         via = f" with {self.client}" if self.client else ""
         return f"{self.last_modifier or 'an unknown writer'}{via}"
 
-    def volume(self, name: str) -> GcsVolume | None:
+    def volume(self, name: str) -> GcsVolume | OtherVolume | None:
         return next((volume for key, volume in self.volumes if key == name), None)
 
     @property

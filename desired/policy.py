@@ -235,7 +235,7 @@ def _gcs_checks(spec: ServiceSpec, here: Path, url: SqliteUrl | None, what: str)
             "writer of the same SQLite object",
             "keep rollouts all-at-once, drop stale tags, or use Cloud SQL",
         )
-    if _NO_STREAMING not in volume.mount_options:
+    if _NO_STREAMING not in (volume.mount_options or ()):
         yield _violation(
             "CR203",
             (*here, "volume", "mountOptions"),

@@ -147,11 +147,14 @@ class VolumeSpec(StrictModel):
     name: Annotated[str, pattern(_VOLUME_NAME, "volume name")]
     bucket: Annotated[str, pattern(_BUCKET, "Cloud Storage bucket name")]
     mount_path: Annotated[str, AfterValidator(_mount_path)]
-    mount_options: Annotated[
-        list[Annotated[str, pattern(_MOUNT_OPTION, "gcsfuse option (a flag without its leading --)")]],
-        AfterValidator(_mount_options),
-    ] = Field(default_factory=list)
-    read_only: bool = False
+    mount_options: (
+        Annotated[
+            list[Annotated[str, pattern(_MOUNT_OPTION, "gcsfuse option (a flag without its leading --)")]],
+            AfterValidator(_mount_options),
+        ]
+        | None
+    ) = None  # left out: not managed
+    read_only: bool | None = None  # left out: not managed
 
 
 class DatabaseSpec(StrictModel):

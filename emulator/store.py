@@ -368,6 +368,15 @@ def _validate(service: ServicePb) -> None:
                     "min_instance_count must be less than or equal to max_instance_count.",
                 )
             )
+    for index, container in enumerate(service.template.containers):
+        paths = [mount.mount_path for mount in container.volume_mounts]
+        for path in sorted({p for p in paths if paths.count(p) > 1}):
+            violations.append(
+                (
+                    f"template.containers[{index}].volume_mounts",
+                    f"mount path {path} is used by more than one volume mount.",
+                )
+            )
     if violations:
         raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "The request has errors", violations)
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from controller.diff import ManagedField, TargetError, diff_service, select_container
-from controller.model import GcsVolume, ObservedContainer, ObservedService
+from controller.model import GcsVolume, ObservedContainer, ObservedService, OtherVolume
 from desired import SecretRef, ServiceKey, ServiceSpec
 
 KEY = ServiceKey(project="demo-project", region="us-central1", name="cagent-api")
@@ -198,10 +198,26 @@ def test_a_missing_volume_and_mount_are_two_changes() -> None:
     assert {c.field.mask_path for c in changes} == {"template.volumes", "template.containers"}
 
 
-def test_a_volume_of_another_kind_under_the_declared_name_is_replaced() -> None:
-    live = observed(volumes=(("data", None),))
-    (change, _) = diff_service(spec(volume={"name": "data", "bucket": "b-1", "mountPath": "/d"}), live)
-    assert (change.old, change.new) == (None, GcsVolume("b-1"))
+def test_a_volume_of_another_kind_under_the_declared_name_is_an_error_never_a_replacement() -> None:
+    live = observed(volumes=(("data", OtherVolume("secret")),))
+    with pytest.raises(TargetError, match="exists as a secret volume, not Cloud Storage"):
+        diff_service(spec(volume={"name": "data", "bucket": "b-1", "mountPath": "/d"}), live)
+
+
+def test_read_only_and_mount_options_left_out_keep_their_live_values() -> None:
+    volume = GcsVolume("bucket-a", True, frozenset({"implicit-dirs"}))
+    container = dataclasses.replace(observed().containers[0], volume_mounts=(("data", "/data"),))
+    live = observed(volumes=(("data", volume),), containers=(container,))
+    assert diff_service(spec(volume={"name": "data", "bucket": "bucket-a", "mountPath": "/data"}), live) == ()
+
+
+def test_a_mount_path_taken_by_another_volume_is_an_error() -> None:
+    container = dataclasses.replace(observed().containers[0], volume_mounts=(("other", "/data"),))
+    with pytest.raises(TargetError, match="/data in container app is where volume 'other' is mounted"):
+        diff_service(
+            spec(volume={"name": "data", "bucket": "b-1", "mountPath": "/data"}),
+            observed(containers=(container,)),
+        )
 
 
 def test_only_declared_labels_and_annotations_are_compared() -> None:

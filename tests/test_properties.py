@@ -116,11 +116,16 @@ def desired_specs(draw: st.DrawFn) -> dict[str, Any]:
         fields["executionEnvironment"] = draw(st.sampled_from(["gen1", "gen2"]))
     if draw(st.booleans()):
         fields["volume"] = {
-            "name": "data",
+            "name": draw(st.sampled_from(["data", "data", "scratch"])),
             "bucket": draw(st.sampled_from(["bucket-a", "bucket-c"])),
             "mountPath": draw(st.sampled_from(["/data", "/db"])),
-            "mountOptions": draw(st.lists(st.sampled_from(MOUNT_OPTIONS), unique=True, max_size=3)),
         }
+        if draw(st.booleans()):
+            fields["volume"]["mountOptions"] = draw(
+                st.lists(st.sampled_from(MOUNT_OPTIONS), unique=True, max_size=3)
+            )
+        if draw(st.booleans()):
+            fields["volume"]["readOnly"] = draw(st.booleans())
     fields["labels"] = draw(
         st.dictionaries(st.sampled_from(["team", "owner"]), st.sampled_from(["a", "c"]), max_size=2)
     )
@@ -138,7 +143,7 @@ def world() -> Iterator[tuple[Emulator, run_v2.ServicesClient, CloudRunServices]
         client.transport.close()
 
 
-def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: int) -> bytes:
+def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: int, existed: bool) -> bytes:
     """The service with every owned and output-only field cleared: what must never change."""
     pb = without_output_only(service)
     if spec.timeout is not None:
@@ -150,9 +155,17 @@ def _owned_cleared(service: run_v2.Service, spec: ServiceSpec, observed_index: i
     for key in spec.annotations:
         pb.annotations.pop(key, None)
     if spec.volume is not None:
-        kept_volumes = [v for v in pb.template.volumes if v.name != spec.volume.name]
-        del pb.template.volumes[:]
-        pb.template.volumes.extend(kept_volumes)
+        for volume in list(pb.template.volumes):
+            if volume.name != spec.volume.name:
+                continue
+            if not existed:  # added by the apply: nothing of it was there to keep
+                pb.template.volumes.remove(volume)
+                continue
+            volume.gcs.bucket = ""  # owned; what the file leaves out (readOnly, mountOptions) is not
+            if spec.volume.read_only is not None:
+                volume.gcs.read_only = False
+            if spec.volume.mount_options is not None:
+                del volume.gcs.mount_options[:]
     if spec.scaling is not None:
         target = pb.scaling if spec.scaling.level is ScalingLevel.SERVICE else pb.template.scaling
         target.min_instance_count = target.max_instance_count = 0
@@ -192,6 +205,11 @@ def test_apply_converges_deterministically_and_touches_only_owned_fields(
 
     first, again = (reconcile(desired, gateway, dry_run=True).plan for _ in range(2))
     assert first == again  # determinism
+    if first.services[0].status is PlanStatus.ERROR:  # e.g. the declared volume name is an emptyDir's
+        writes = server.store.calls["UpdateService"]
+        assert reconcile(desired, gateway, dry_run=False).outcomes[0].result is ApplyResult.SKIPPED
+        assert server.store.calls["UpdateService"] == writes
+        return
 
     result = reconcile(desired, gateway, dry_run=False)
     (outcome,) = result.outcomes
@@ -202,4 +220,5 @@ def test_apply_converges_deterministically_and_touches_only_owned_fields(
     after = client.get_service(name=full_name)
     spec = desired.services[0]
     index = select_container(spec, first.services[0].observed.containers).index  # type: ignore[union-attr]
-    assert _owned_cleared(after, spec, index) == _owned_cleared(before, spec, index)
+    existed = spec.volume is not None and any(v.name == spec.volume.name for v in before.template.volumes)
+    assert _owned_cleared(after, spec, index, existed) == _owned_cleared(before, spec, index, existed)
