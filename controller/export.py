@@ -8,14 +8,15 @@ the document is meant for git.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from controller.diff import select_container
-from controller.model import GcsVolume, ObservedContainer, ObservedService
-from desired import API_VERSION, Finding, SecretRef, ServiceSpec, check_desired_text
+from controller.model import DEFAULT_REVISION_MAX_INSTANCES, GcsVolume, ObservedContainer, ObservedService
+from desired import API_VERSION, DesiredStateError, Finding, SecretRef, ServiceSpec, check_desired_text
 from desired.redaction import MASK, redact_env_value, redact_text
 from desired.sqlite_url import is_sqlite_url
 
@@ -59,7 +60,12 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
     container = select_container(ServiceSpec(name=service.key.name), service.containers)
     if len(service.containers) > 1:
         entry["container"] = container.label
-    entry["timeout"] = f"{round(service.timeout_seconds)}s"
+    if float(service.timeout_seconds).is_integer() and service.timeout_seconds >= 1:
+        entry["timeout"] = f"{int(service.timeout_seconds)}s"
+    else:  # the file speaks whole seconds; leaving it out keeps it unmanaged rather than changing it
+        notes.setdefault(index, []).append(
+            f"timeout {service.timeout_seconds:g}s is not whole seconds: not exported"
+        )
     entry["scaling"] = _scaling(service)
     entry["cpuAlwaysAllocated"] = not container.cpu_idle
     entry["startupCpuBoost"] = container.startup_cpu_boost
@@ -82,7 +88,10 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
 
 
 def _scaling(service: ObservedService) -> dict[str, Any]:
-    if service.service_min_instances or service.service_max_instances:
+    """The level that binds: service level when it caps instances, or sets a minimum under an uncapped
+    revision; otherwise the revision level, whose maximum Cloud Run always reports."""
+    revision_capped = service.revision_max_instances != DEFAULT_REVISION_MAX_INSTANCES
+    if service.service_max_instances or (service.service_min_instances and not revision_capped):
         scaling: dict[str, Any] = {"level": "service", "minInstances": service.service_min_instances}
         if service.service_max_instances:
             scaling["maxInstances"] = service.service_max_instances
@@ -137,16 +146,21 @@ def _volume(service: ObservedService, container: ObservedContainer) -> dict[str,
 
 def _annotated(text: str, service_notes: dict[int, list[str]]) -> str:
     """`text` with each finding as a comment above the line it points at."""
-    findings: Sequence[Finding] = check_desired_text(text, "export").findings
+    try:
+        findings: Sequence[Finding] = check_desired_text(text, "export").findings
+    except DesiredStateError as error:  # a live value the file cannot express: say so, keep the rest
+        findings = error.findings
     lines = text.splitlines()
     notes: dict[int, list[str]] = {}
     for finding in findings:
-        notes.setdefault(finding.line - 1, []).append(
-            f"{finding.code} ({finding.severity}): {finding.message}; fix: {finding.fix}"
+        note = f"{finding.code} ({finding.severity}): {finding.message}" + (
+            f"; fix: {finding.fix}" if finding.fix else ""
         )
+        notes.setdefault(finding.line - 1, []).extend(textwrap.wrap(note, 100, subsequent_indent="  "))
     for index, reasons in service_notes.items():
         anchor = _service_line(lines, index)
-        notes.setdefault(anchor, []).extend(reasons)
+        for reason in reasons:
+            notes.setdefault(anchor, []).extend(textwrap.wrap(reason, 100, subsequent_indent="  "))
     out: list[str] = []
     for number, line in enumerate(lines):
         indent = line[: len(line) - len(line.lstrip(" -"))].replace("-", " ")

@@ -43,7 +43,11 @@ def test_policy_findings_become_comments_above_their_lines(
 ) -> None:
     lines = export_document([_reference(gateway)]).splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("DATABASE_URL:"))
-    assert lines[at - 1].strip().startswith("# CR101 (error): the URL leaves SQLite on its rollback journal")
+    block = []
+    while lines[at - 1 - len(block)].strip().startswith("#"):
+        block.insert(0, lines[at - 1 - len(block)].strip())
+    assert block[0].startswith("# CR101 (error): the URL leaves SQLite on its rollback journal")
+    assert all(len(line) <= 110 for line in lines if line.strip().startswith("#"))
     assert any(line.strip().startswith("# CR201 (error)") for line in lines)
     assert any("dialect mattn is guessed" in line for line in lines)
 
@@ -67,3 +71,21 @@ def test_secret_looking_plain_values_are_left_out_with_a_comment(
     assert "# DB_PASSWORD: a plain value that looks like a secret is not exported" in text
     state = check_desired_text(text).state
     assert state.services[0].env == {"DB_URL": SecretRef(secret="db-url", version="4")}
+
+
+def test_a_timeout_that_is_not_whole_seconds_is_left_unmanaged(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    observed = dataclasses.replace(_reference(gateway), timeout_seconds=300.5)
+    text = export_document([observed])
+    assert "timeout 300.5s is not whole seconds: not exported" in text
+    assert check_desired_text(text).state.services[0].timeout is None
+
+
+def test_the_binding_scaling_level_is_exported(reference: Emulator, gateway: CloudRunServices) -> None:
+    """Service-level min 1 over a revision capped at 1: the revision level binds, so no false CR201."""
+    observed = dataclasses.replace(_reference(gateway), service_min_instances=1, revision_max_instances=1)
+    text = export_document([observed])
+    scaling = check_desired_text(text).state.services[0].scaling
+    assert scaling is not None and (scaling.level.value, scaling.max_instances) == ("revision", 1)
+    assert "CR201" not in text and "CR202" in text
