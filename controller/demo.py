@@ -65,16 +65,17 @@ def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices
     print(f"({len(checked.findings)} finding(s), {verdict})")
 
     _step("1. plan: what drifted, field by field")
-    first = reconcile(desired, gateway, dry_run=True)
+    blocked = checked.blocked_reasons()
+    first = reconcile(desired, gateway, dry_run=True, blocked=blocked)
     print(plan_text(first.plan, color=color))
     print(f"(exit code {first.plan.exit_code})")
 
     _step("2. apply: one read-modify-write per service, guarded by its etag, masked to the owned fields")
-    applied = reconcile(desired, gateway, dry_run=False, blocked=checked.blocked_reasons())
+    applied = reconcile(desired, gateway, dry_run=False, blocked=blocked)
     print(outcomes_text(applied))
 
     _step("3. plan again")
-    second = reconcile(desired, gateway, dry_run=True)
+    second = reconcile(desired, gateway, dry_run=True, blocked=blocked)
     print(plan_text(second.plan, color=color))
     print(f"(exit code {second.plan.exit_code})")
 

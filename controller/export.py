@@ -17,6 +17,7 @@ import yaml
 from controller.diff import select_container
 from controller.model import DEFAULT_REVISION_MAX_INSTANCES, GcsVolume, ObservedContainer, ObservedService
 from desired import API_VERSION, DesiredStateError, Finding, SecretRef, ServiceSpec, check_desired_text
+from desired.policy import is_reserved_key
 from desired.redaction import MASK, redact_env_value, redact_text
 from desired.sqlite_url import is_sqlite_url
 
@@ -79,7 +80,7 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
         entry["volume"] = volume
     if service.labels:
         entry["labels"] = dict(service.labels)
-    annotations = {k: v for k, v in service.annotations if not k.startswith(_RESERVED)}
+    annotations = {k: v for k, v in service.annotations if not is_reserved_key(k)}
     if annotations:
         entry["annotations"] = annotations
     if database:

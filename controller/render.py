@@ -48,6 +48,8 @@ def format_value(change: FieldChange, value: Value) -> str:
         return format_duration(value)
     if field is ManagedField.CPU_IDLE:
         return "true (throttled)" if value else "false (always allocated)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 

@@ -88,9 +88,14 @@ def _timeout(value: Any) -> int:
     return seconds
 
 
-ServiceName = Annotated[str, pattern(_SERVICE_NAME, "Cloud Run service name")]
-ProjectId = Annotated[str, pattern(_PROJECT_ID, "project ID")]
-Region = Annotated[str, pattern(_REGION, "region such as us-central1")]
+def _schema_pattern(regex: re.Pattern[str]) -> Any:
+    """The same rule for editors: JSON Schema sees no validator functions, only this."""
+    return Field(json_schema_extra={"pattern": f"^(?:{regex.pattern})$"})
+
+
+ServiceName = Annotated[str, pattern(_SERVICE_NAME, "Cloud Run service name"), _schema_pattern(_SERVICE_NAME)]
+ProjectId = Annotated[str, pattern(_PROJECT_ID, "project ID"), _schema_pattern(_PROJECT_ID)]
+Region = Annotated[str, pattern(_REGION, "region such as us-central1"), _schema_pattern(_REGION)]
 _DURATION_SCHEMA = {
     "anyOf": [
         {
@@ -102,7 +107,14 @@ _DURATION_SCHEMA = {
     ],
     "description": "a duration: 3600s, 60m, 1h, 1h30m, or whole seconds",
 }
-TimeoutSeconds = Annotated[int, BeforeValidator(_timeout), WithJsonSchema(_DURATION_SCHEMA)]
+_TIMEOUT_SCHEMA = {
+    "anyOf": [
+        _DURATION_SCHEMA["anyOf"][0],
+        {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT_SECONDS},
+    ],
+    "description": "the request timeout: 1s to 3600s, written 3600s, 60m, 1h or whole seconds",
+}
+TimeoutSeconds = Annotated[int, BeforeValidator(_timeout), WithJsonSchema(_TIMEOUT_SCHEMA)]
 
 
 def duration_at_least(minimum: int, why: str) -> Any:
@@ -170,7 +182,7 @@ def _env_name(name: str) -> str:
     return name
 
 
-EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvName = Annotated[str, AfterValidator(_env_name), _schema_pattern(_ENV_NAME)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

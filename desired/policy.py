@@ -17,7 +17,7 @@ from desired.schema import DesiredState, ExecutionEnvironment, ServiceSpec, Sqli
 from desired.sqlite_url import SqliteUrl, is_server_url, is_sqlite_url, parse_sqlite_url
 from desired.yamlpos import Path
 
-__all__ = ["CHECKS", "DEFAULT_MAX_INSTANCES", "Severity", "Violation", "check_policy"]
+__all__ = ["CHECKS", "DEFAULT_MAX_INSTANCES", "Severity", "Violation", "check_policy", "is_reserved_key"]
 
 DEFAULT_MAX_INSTANCES = 100  # what Cloud Run runs when no maximum is set; never 0
 _RESERVED_NAMESPACES = (
@@ -309,14 +309,20 @@ def _escalation_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
         )
 
 
+def is_reserved_key(key: str) -> bool:
+    """A label or annotation key in a namespace Cloud Run keeps for itself (`run.googleapis.com/…`)."""
+    prefix = key.split("/", 1)[0] if "/" in key else ""
+    return any(prefix == ns or prefix.endswith("." + ns) for ns in _RESERVED_NAMESPACES)
+
+
 def _metadata_checks(spec: ServiceSpec, here: Path) -> Iterator[Violation]:
     for section, keys in (("labels", spec.labels), ("annotations", spec.annotations)):
         for key in keys:
-            prefix = key.split("/", 1)[0] if "/" in key else ""
-            if any(prefix == ns or prefix.endswith("." + ns) for ns in _RESERVED_NAMESPACES):
+            if is_reserved_key(key):
+                prefix = key.split("/", 1)[0]
                 yield _violation(
                     "CR401",
                     (*here, section, key),
                     f"{prefix} is reserved by Cloud Run; the v2 API rejects it",
-                    "use your own prefix, such as example.com/",
+                    "drop the prefix, or use a domain of your own as the prefix",
                 )

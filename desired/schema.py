@@ -144,9 +144,13 @@ def _mount_options(options: list[str]) -> list[str]:
 class VolumeSpec(StrictModel):
     """A Cloud Storage bucket mounted through GCS FUSE into the managed container."""
 
-    name: Annotated[str, pattern(_VOLUME_NAME, "volume name")]
+    name: Annotated[
+        str, pattern(_VOLUME_NAME, "volume name"), Field(json_schema_extra={"pattern": "^[a-z0-9-]+$"})
+    ]
     bucket: Annotated[str, pattern(_BUCKET, "Cloud Storage bucket name")]
-    mount_path: Annotated[str, AfterValidator(_mount_path)]
+    mount_path: Annotated[
+        str, AfterValidator(_mount_path), Field(json_schema_extra={"pattern": "^/(?!(dev|proc|sys)(/|$)).+"})
+    ]
     mount_options: (
         Annotated[
             list[Annotated[str, pattern(_MOUNT_OPTION, "gcsfuse option (a flag without its leading --)")]],
@@ -246,7 +250,9 @@ class ServiceSpec(StrictModel):
     execution_environment: (
         Annotated[ExecutionEnvironment, BeforeValidator(_enum_value(ExecutionEnvironment))] | None
     ) = None
-    env: dict[EnvName, EnvEntry] = Field(default_factory=dict)
+    env: dict[EnvName, EnvEntry] = Field(
+        default_factory=dict, json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"}}
+    )
     volume: VolumeSpec | None = None
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[AnnotationKey, str] = Field(default_factory=dict)

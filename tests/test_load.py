@@ -120,3 +120,34 @@ def test_the_checked_in_json_schema_is_up_to_date() -> None:
         .read_text()
         .startswith("# yaml-language-server: $schema=./desired-state.schema.json")
     )
+
+
+def _schema_validator():  # type: ignore[no-untyped-def]
+    import json
+
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads((ROOT / "desired-state.schema.json").read_text()))
+
+
+def test_the_root_file_passes_its_json_schema() -> None:
+    document = yaml.safe_load((ROOT / "desired-state.yaml").read_text())
+    assert list(_schema_validator().iter_errors(document)) == []
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        {"name": "Bad_Name"},
+        {"name": "svc", "timeout": 99999},
+        {"name": "svc", "env": {"1X": "a"}},
+        {"name": "svc", "volume": {"name": "v", "bucket": "b-1", "mountPath": "/proc/x"}},
+        {"name": "svc", "scaling": {"level": "sideways"}},
+        {"name": "svc", "timeoutt": "1h"},
+    ],
+)
+def test_the_json_schema_refuses_what_the_loader_refuses(service: dict[str, Any]) -> None:
+    document = {"defaults": {"project": "demo-project", "region": "us-central1"}, "services": [service]}
+    assert list(_schema_validator().iter_errors(document)), "the editor would accept it"
+    with pytest.raises(DesiredStateError):
+        load_desired_text(yaml.safe_dump(document))
