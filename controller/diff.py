@@ -244,7 +244,20 @@ def _env_equal(live: EnvValue | None, wanted: EnvValue, project: str) -> bool:
     if isinstance(live, SecretRef) and isinstance(wanted, SecretRef):
         same_secret = _secret_id(live.secret, project) == _secret_id(wanted.secret, project)
         return same_secret and live.version == wanted.version
-    return live == wanted
+    if isinstance(live, str) and isinstance(wanted, str):
+        meaning = _url_meaning(live)
+        return live == wanted or (meaning is not None and meaning == _url_meaning(wanted))
+    return False
+
+
+def _url_meaning(value: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """A URL's base and its query parameters by name, so `?a=1&b=2` equals `?b=2&a=1`. The sort is stable:
+    repeats of one name keep their order, which drivers such as go-sqlite3 (first value wins) depend on."""
+    base, mark, query = value.partition("?")
+    if not mark or ("://" not in base and not base.startswith("file:")):
+        return None
+    params = [tuple(part.split("=", 1)) if "=" in part else (part, "") for part in query.split("&") if part]
+    return base, tuple(sorted(params, key=lambda pair: pair[0]))  # type: ignore[arg-type]
 
 
 def _secret_id(secret: str, project: str) -> str:

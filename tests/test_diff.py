@@ -260,3 +260,25 @@ def test_an_unnamed_container_is_chosen_by_its_position() -> None:
         ObservedContainer(index=1, name="", image="j", serves_ingress=True, cpu_idle=True),
     )
     assert select_container(spec(container="#0"), containers).index == 0
+
+
+@pytest.mark.parametrize(
+    ("live", "wanted", "same"),
+    [
+        (f"{WAL_URL}", "sqlite:///work/sessions.db?_busy_timeout=5000&_journal_mode=WAL", True),
+        (
+            "file:/w/a.db?_journal_mode=DELETE&_journal_mode=WAL",
+            "file:/w/a.db?_journal_mode=WAL&_journal_mode=DELETE",
+            False,
+        ),
+        ("postgres://u@h/db?sslmode=require&x=1", "postgres://u@h/db?x=1&sslmode=require", True),
+        ("sqlite:///work/a.db?_journal_mode=WAL", "sqlite:///work/b.db?_journal_mode=WAL", False),
+        ("a=1&b=2", "b=2&a=1", False),  # not a URL: compared as written
+    ],
+)
+def test_url_query_parameters_compare_in_any_order_but_repeats_keep_theirs(
+    live: str, wanted: str, same: bool
+) -> None:
+    container = app_container(env=(("DATABASE_URL", live),))
+    changes = diff_service(spec(env={"DATABASE_URL": wanted}), observed(containers=(container,)))
+    assert (changes == ()) is same

@@ -13,7 +13,7 @@ from controller.model import LiveService
 from controller.plan import PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import DesiredState, load_desired, load_desired_text
-from emulator import Emulator
+from emulator import Emulator, service_from_dict
 from tests.conftest import REFERENCE, ROOT, as_found_services
 
 WAL_URL = "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
@@ -331,3 +331,34 @@ def test_a_server_dry_run_asks_the_api_and_stores_nothing(
     assert outcome.result is ApplyResult.FAILED
     assert outcome.message.startswith("server dry run: rejected: INVALID_ARGUMENT")
     assert client.get_service(name=REFERENCE).etag == etag
+
+
+def test_a_fleet_across_projects_and_regions_takes_one_list_per_location_and_touches_only_its_services(
+    emulator: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    locations = [
+        ("demo-project", "us-central1"),
+        ("demo-project", "europe-west1"),
+        ("other-project", "us-central1"),
+    ]
+    for project, region in locations:
+        for name in ("declared", "bystander"):
+            emulator.store.seed(
+                service_from_dict(
+                    {
+                        "name": f"projects/{project}/locations/{region}/services/{name}",
+                        "template": {"containers": [{"image": "img"}]},
+                    }
+                )
+            )
+    services = "".join(
+        f"  - {{name: declared, project: {project}, region: {region}, timeout: 1h}}\n"
+        for project, region in locations
+    )
+    desired = load_desired_text(f"services:\n{services}")
+    result = reconcile(desired, gateway, dry_run=False)
+    assert [o.result for o in result.outcomes] == [ApplyResult.APPLIED] * 3
+    assert emulator.store.calls["ListServices"] == 3 and emulator.store.calls["GetService"] == 0
+    for project, region in locations:
+        bystander = client.get_service(name=f"projects/{project}/locations/{region}/services/bystander")
+        assert bystander.generation == 1 and bystander.template.timeout.total_seconds() == 300
