@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the Google client libraries load only for the commands that
 __all__ = ["main"]
 
 DEFAULT_FILE = "desired-state.yaml"
+_LEVELS = ["debug", "info", "warning", "error"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,10 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Set CLOUD_RUN_EMULATOR_HOST=host:port to talk to a local emulator instead of Google Cloud.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="warning", choices=_LEVELS, help="structured logs on stderr")
+    common = argparse.ArgumentParser(add_help=False)  # so `plan --log-level info` works as well
+    common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=_LEVELS, help="structured logs on stderr"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    validate = commands.add_parser("validate", help="check a desired-state file; exit 1 on any error")
+    validate = commands.add_parser(
+        "validate", parents=[common], help="check a desired-state file; exit 1 on any error"
+    )
     validate.add_argument("file", nargs="?", default=None)
     validate.add_argument(
         "-f", "--file", dest="file_option", default=None, help="same as the positional FILE"
@@ -59,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         ("plan", "show what differs from the desired state; exit 0 in sync, 2 drift, 1 error"),
         ("apply", "plan, then write the declared fields of every drifted service"),
     ):
-        command = commands.add_parser(name, help=text)
+        command = commands.add_parser(name, parents=[common], help=text)
         command.add_argument("-f", "--file", default=DEFAULT_FILE)
         command.add_argument("-o", "--output", choices=["text", "json"], default="text")
         if name == "plan":
@@ -70,11 +77,13 @@ def _parser() -> argparse.ArgumentParser:
             )
 
     demo = commands.add_parser(
-        "demo", help="plan and apply the reference service against an in-process emulator"
+        "demo", parents=[common], help="plan and apply the reference service against an in-process emulator"
     )
     demo.add_argument("-f", "--file", default=DEFAULT_FILE)
 
-    export = commands.add_parser("export", help="write a desired-state document from live services")
+    export = commands.add_parser(
+        "export", parents=[common], help="write a desired-state document from live services"
+    )
     export.add_argument(
         "services",
         nargs="+",
@@ -86,10 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
-    schema = commands.add_parser("schema", help="print the JSON Schema of desired-state.yaml")
+    schema = commands.add_parser(
+        "schema", parents=[common], help="print the JSON Schema of desired-state.yaml"
+    )
     schema.add_argument("--write", metavar="FILE", help="write it to FILE instead of printing it")
 
-    emulator = commands.add_parser("emulator", help="run the local Cloud Run API emulator")
+    emulator = commands.add_parser("emulator", parents=[common], help="run the local Cloud Run API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8085)
     emulator.add_argument(
