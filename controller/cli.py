@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="warning", choices=_LEVELS, help="structured logs on stderr")
-    common = argparse.ArgumentParser(add_help=False)  # so `plan --log-level info` works as well
+    common = _Parser(add_help=False)  # so `plan --log-level info` works as well
     common.add_argument(
         "--log-level", default=argparse.SUPPRESS, choices=_LEVELS, help="structured logs on stderr"
     )
