@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator, model_validator
@@ -263,8 +264,9 @@ class ServiceSpec(StrictModel):
     )
     acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
-    @property
+    @cached_property
     def key(self) -> ServiceKey:
+        """project/region/name; computed once per (frozen) spec, since every pass asks for it often."""
         if self.project is None or self.region is None:
             raise ValueError(f"service {self.name} has no project or region; load it through desired.load")
         return ServiceKey(project=self.project, region=self.region, name=self.name)
