@@ -5,8 +5,9 @@ use it in-process, `cloudrun-reconciler emulator` runs it standalone. It imports
 `controller/`. What it emulates, and what it does not, is in `emulator/FIDELITY.md`.
 """
 
+from emulator.rules import ApiError
 from emulator.seed import SeedError, load_seed_file, service_from_dict
 from emulator.server import Emulator
-from emulator.store import ApiError, ServiceStore
+from emulator.store import ServiceStore
 
 __all__ = ["ApiError", "Emulator", "SeedError", "ServiceStore", "load_seed_file", "service_from_dict"]

@@ -79,6 +79,16 @@ class Emulator:
                     r.service, r.update_mask, validate_only=r.validate_only, principal=p
                 ),
             ),
+            "CreateService": (
+                _pb(run_v2.CreateServiceRequest),
+                lambda r, p: store.create(
+                    r.parent, r.service_id, r.service, validate_only=r.validate_only, principal=p
+                ),
+            ),
+            "DeleteService": (
+                _pb(run_v2.DeleteServiceRequest),
+                lambda r, p: store.delete(r.name, etag=r.etag, validate_only=r.validate_only),
+            ),
         }
         operations = {
             "GetOperation": (operations_pb2.GetOperationRequest, lambda r, p: store.get_operation(r.name)),
@@ -106,10 +116,13 @@ def _list_response(store: ServiceStore, request: Any) -> Any:
 
 def _unary(store: ServiceStore, method: str, call: Callable[[Any, str], Any]) -> Callable[[Any, Any], Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        store.calls[method] += 1
+        store.count(method)
         metadata = dict(context.invocation_metadata() or ())
         principal = str(metadata.get(_PRINCIPAL_HEADER) or "user:operator@example.com")
         try:
+            fault = store.faults.take(method)
+            if fault is not None:
+                raise fault
             return call(request, principal)
         except ApiError as error:
             status = status_pb2.Status(

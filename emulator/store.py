@@ -14,52 +14,25 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import grpc
 from google.cloud import run_v2
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, field_mask_pb2, timestamp_pb2
-from google.rpc import error_details_pb2
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from emulator.faults import Faults
+from emulator.rules import ApiError, fill_defaults, validate
 
 __all__ = ["ApiError", "ServiceStore"]
 
 # Generated protobuf classes carry no static types; `ServicePb` names the role in signatures.
 ServicePb: TypeAlias = Any
 _SERVICE_PB: Any = run_v2.Service.pb()
-_LaunchStage = _SERVICE_PB.DESCRIPTOR.fields_by_name["launch_stage"].enum_type
-_MAX_TIMEOUT_SECONDS = 3600
 _DEFAULT_PAGE_SIZE = 100
 _MAX_PAGE_SIZE = 1000
 DEFAULT_PRINCIPAL = "user:operator@example.com"
-
-
-@dataclass
-class ApiError(Exception):
-    """An error the API answers with: a gRPC status code, a message, optional field violations."""
-
-    code: grpc.StatusCode
-    message: str
-    violations: list[tuple[str, str]] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        violations = "; ".join(f"{path}: {text}" for path, text in self.violations)
-        return f"{self.code.name}: {self.message}" + (f" ({violations})" if violations else "")
-
-    def details(self) -> list[any_pb2.Any]:
-        if not self.violations:
-            return []
-        request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=path, description=text)
-                for path, text in self.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(request)
-        return [packed]
 
 
 def _now() -> datetime:
@@ -81,8 +54,13 @@ class ServiceStore:
         # When set, every new revision fails to become ready with this message (a container that crashes).
         self.failing_revisions: str | None = None
         self.calls: Counter[str] = Counter()
+        self.faults = Faults()
         self.update_requests: list[ServicePb] = []  # every UpdateService body as received, for inspection
         self.update_masks: list[list[str]] = []
+
+    def count(self, method: str) -> None:
+        with self._lock:
+            self.calls[method] += 1
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -133,8 +111,8 @@ class ServiceStore:
         """Put a live service in place as if it had been deployed; output fields it gives are kept."""
         with self._lock:
             stored = copy.deepcopy(service)
-            _fill_defaults(stored)
-            _validate(stored)
+            fill_defaults(stored)
+            validate(stored)
             now = self._timestamp()
             stored.uid = stored.uid or str(uuid.uuid5(uuid.NAMESPACE_URL, stored.name))
             stored.generation = stored.generation or 1
@@ -150,6 +128,55 @@ class ServiceStore:
             stored.etag = stored.etag or _etag(stored)
             self._services[stored.name] = stored
             return copy.deepcopy(stored)
+
+    def create(
+        self,
+        parent: str,
+        service_id: str,
+        service: ServicePb,
+        *,
+        validate_only: bool = False,
+        principal: str = DEFAULT_PRINCIPAL,
+    ) -> operations_pb2.Operation:
+        """CreateService: `parent` + `service_id` name it; a name already taken is ALREADY_EXISTS."""
+        name = f"{parent}/services/{service_id}"
+        with self._lock:
+            if name in self._services:
+                raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"Resource '{name}' already exists")
+        created = copy.deepcopy(service)
+        created.name = name
+        for output in _OUTPUT_ONLY:
+            created.ClearField(output)
+        if validate_only:
+            fill_defaults(created)
+            validate(created)
+            with self._lock:
+                return self._operation(created, store=False)
+        stored = self.seed(created, principal)
+        with self._lock:
+            return self._operation(stored, store=True)
+
+    def delete(self, name: str, *, etag: str = "", validate_only: bool = False) -> operations_pb2.Operation:
+        """DeleteService: etag-guarded like an update; the operation carries the service as it was."""
+        with self._lock:
+            current = self._require(name)
+            if etag and etag != current.etag:
+                raise ApiError(grpc.StatusCode.ABORTED, f"etag mismatch for {name}")
+            if not validate_only:
+                del self._services[name]
+                self._revisions.pop(name, None)
+            return self._operation(current, store=not validate_only)
+
+    def edit(
+        self, name: str, change: Callable[[ServicePb], None], *, principal: str, client: str = ""
+    ) -> ServicePb:
+        """An out-of-band edit as a person or a deploy tool makes it: `change` mutates a copy of the live
+        service, which is written back whole under its own identity (`principal`, `client`)."""
+        service = self.get(name)
+        change(service)
+        service.client = client
+        self.update(service, field_mask_pb2.FieldMask(), principal=principal)
+        return self.get(name)
 
     def update(
         self,
@@ -171,8 +198,8 @@ class ServiceStore:
                     f"(sent {service.etag}, current {current.etag})",
                 )
             updated = _merged(current, service, mask)
-            _fill_defaults(updated)
-            _validate(updated)
+            fill_defaults(updated)
+            validate(updated)
             # The name as merged: under a mask without `template.revision`, the stored name stays.
             requested = updated.template.revision
             self._check_revision_name(updated, requested)
@@ -321,64 +348,6 @@ def _copy_field(source: ServicePb, target: ServicePb, name: str) -> None:
             getattr(target, name).CopyFrom(getattr(source, name))
     else:
         setattr(target, name, getattr(source, name))
-
-
-def _fill_defaults(service: ServicePb) -> None:
-    """Fields Cloud Run fills in when a request leaves them out (FACTS.md, Terraform `default_from_api`)."""
-    if not service.launch_stage:
-        service.launch_stage = _LaunchStage.values_by_name["GA"].number
-    if not service.ingress:
-        service.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL
-    template = service.template
-    if not template.HasField("timeout"):
-        template.timeout.FromSeconds(300)
-    if not template.scaling.max_instance_count:
-        template.scaling.max_instance_count = 100
-    if not template.max_instance_request_concurrency:
-        template.max_instance_request_concurrency = 80
-    for container in template.containers:
-        if not container.HasField("resources"):
-            container.resources.cpu_idle = True
-        limits = container.resources.limits
-        limits.setdefault("cpu", "1000m")
-        limits.setdefault("memory", "512Mi")
-    if len(template.containers) == 1 and not template.containers[0].ports:
-        template.containers[0].ports.add(name="http1", container_port=8080)
-    if not service.traffic:
-        service.traffic.add(
-            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST, percent=100
-        )
-
-
-def _validate(service: ServicePb) -> None:
-    violations: list[tuple[str, str]] = []
-    timeout = service.template.timeout.ToTimedelta().total_seconds()
-    if not 0 < timeout <= _MAX_TIMEOUT_SECONDS:
-        violations.append(
-            (
-                "spec.template.spec.timeoutSeconds",
-                f"Timeout must be between 1 and {_MAX_TIMEOUT_SECONDS} seconds, got {timeout:g}.",
-            )
-        )
-    for prefix, scaling in (("scaling", service.scaling), ("template.scaling", service.template.scaling)):
-        if scaling.max_instance_count and scaling.min_instance_count > scaling.max_instance_count:
-            violations.append(
-                (
-                    f"{prefix}.min_instance_count",
-                    "min_instance_count must be less than or equal to max_instance_count.",
-                )
-            )
-    for index, container in enumerate(service.template.containers):
-        paths = [mount.mount_path for mount in container.volume_mounts]
-        for path in sorted({p for p in paths if paths.count(p) > 1}):
-            violations.append(
-                (
-                    f"template.containers[{index}].volume_mounts",
-                    f"mount path {path} is used by more than one volume mount.",
-                )
-            )
-    if violations:
-        raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "The request has errors", violations)
 
 
 def _template_bytes(service: ServicePb) -> bytes:

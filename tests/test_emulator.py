@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.api_core import exceptions as gexc
 from google.api_core.future import polling
@@ -154,7 +155,7 @@ def test_invalid_values_are_rejected_with_field_violations(
     with pytest.raises(gexc.InvalidArgument) as raised:
         update(client, service, "template.timeout", "scaling")
     fields = {violation.field for detail in raised.value.details for violation in detail.field_violations}
-    assert fields == {"spec.template.spec.timeoutSeconds", "scaling.min_instance_count"}
+    assert fields == {"template.timeout", "scaling.min_instance_count"}
 
 
 def test_an_unknown_mask_path_is_invalid(reference: Emulator, client: run_v2.ServicesClient) -> None:
@@ -207,3 +208,87 @@ def test_an_operation_can_take_polls_to_finish(reference: Emulator, client: run_
     assert not operation.done()  # one poll: still running
     assert operation.result(timeout=10, polling=FAST).template.timeout.total_seconds() == 600
     assert reference.store.calls["GetOperation"] == 2
+
+
+def test_create_then_delete_through_the_client(emulator: Emulator, client: run_v2.ServicesClient) -> None:
+    service = run_v2.Service(template=run_v2.RevisionTemplate(containers=[run_v2.Container(image="img")]))
+    parent = "projects/demo-project/locations/us-central1"
+    created = client.create_service(parent=parent, service=service, service_id="fresh").result(
+        timeout=10, polling=FAST
+    )
+    assert created.name == f"{parent}/services/fresh" and created.generation == 1
+    assert created.template.timeout.total_seconds() == 300
+    with pytest.raises(gexc.AlreadyExists):
+        client.create_service(parent=parent, service=service, service_id="fresh")
+    client.delete_service(name=created.name).result(timeout=10, polling=FAST)
+    with pytest.raises(gexc.NotFound):
+        client.get_service(name=created.name)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda s: s.labels.__setitem__("run.googleapis.com/x", "y"), "labels[run.googleapis.com/x]"),
+        (
+            lambda s: s.template.containers[0].volume_mounts.append(
+                run_v2.VolumeMount(name="sessions", mount_path="/proc/x")
+            ),
+            "template.containers[0].volume_mounts",
+        ),
+        (
+            lambda s: (
+                s.template.containers[0].resources.limits.__setitem__("cpu", "500m"),
+                setattr(s.template.containers[0].resources, "cpu_idle", False),
+            ),
+            "template.containers[0].resources.cpu_idle",
+        ),
+    ],
+    ids=["reserved-label", "mount-under-proc", "always-on-cpu-below-1"],
+)
+def test_cloud_run_rules_are_enforced(
+    reference: Emulator, client: run_v2.ServicesClient, change, field
+) -> None:  # type: ignore[no-untyped-def]
+    service = client.get_service(name=REFERENCE)
+    change(service)
+    with pytest.raises(gexc.InvalidArgument) as raised:
+        update(client, service)
+    assert field in {
+        violation.field for detail in raised.value.details for violation in detail.field_violations
+    }
+
+
+def test_injected_faults_fail_the_next_calls_then_stop(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    reference.store.faults.fail_next("UpdateService", 2, grpc.StatusCode.UNAVAILABLE)
+    service = client.get_service(name=REFERENCE)
+    for _ in range(2):
+        with pytest.raises(gexc.ServiceUnavailable):
+            client.update_service(service=service)
+    assert update(client, service).name == REFERENCE
+
+
+def test_a_failing_share_is_repeatable_from_its_seed(emulator: Emulator) -> None:
+    def draws(seed: int) -> list[bool]:
+        emulator.store.faults.clear()
+        emulator.store.faults.fail_share("GetService", 0.5, seed=seed)
+        return [emulator.store.faults.take("GetService") is not None for _ in range(50)]
+
+    assert draws(7) == draws(7) and 10 < sum(draws(7)) < 40
+
+
+def test_an_out_of_band_edit_is_recorded_as_its_author(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    reference.store.edit(
+        REFERENCE,
+        lambda s: s.template.timeout.FromSeconds(120),
+        principal="user:person-a@example.com",
+        client="gcloud",
+    )
+    live = client.get_service(name=REFERENCE)
+    assert (live.last_modifier, live.client, live.template.timeout.total_seconds()) == (
+        "user:person-a@example.com",
+        "gcloud",
+        120,
+    )

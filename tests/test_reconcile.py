@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import grpc
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
@@ -362,3 +363,20 @@ def test_a_fleet_across_projects_and_regions_takes_one_list_per_location_and_tou
     for project, region in locations:
         bystander = client.get_service(name=f"projects/{project}/locations/{region}/services/bystander")
         assert bystander.generation == 1 and bystander.template.timeout.total_seconds() == 300
+
+
+def test_api_failures_are_reported_per_service_never_a_crash(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reference.store.faults.fail_next("UpdateService", 1, grpc.StatusCode.UNAVAILABLE)
+    result = reconcile(root_desired(), gateway, dry_run=False)
+    (outcome,) = result.outcomes
+    assert outcome.result is ApplyResult.FAILED and outcome.message.startswith("UNAVAILABLE")
+    assert (
+        reconcile(root_desired(), gateway, dry_run=False).outcomes[0].result is ApplyResult.APPLIED
+    )  # next pass
+
+    reference.store.faults.fail_next("ListServices", 5, grpc.StatusCode.PERMISSION_DENIED)
+    denied = reconcile(root_desired(), gateway, dry_run=True)
+    assert denied.plan.services[0].status is PlanStatus.ERROR
+    assert "PERMISSION_DENIED" in denied.plan.services[0].message and denied.plan.exit_code == 1

@@ -1,0 +1,68 @@
+"""Failures to inject into the emulator's API, per method, for tests and soak runs.
+
+Owns two kinds: the next N calls of a method fail with a chosen code (deterministic), and a share of calls
+fail at random from a seeded generator (repeatable). Thread-safe; the gRPC layer asks before each call.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+
+from emulator.rules import ApiError
+
+__all__ = ["Faults"]
+
+
+@dataclass
+class _Share:
+    share: float
+    code: grpc.StatusCode
+    rng: random.Random
+
+
+@dataclass
+class Faults:
+    """What to fail next. Methods are named as on the wire: `UpdateService`, `ListServices`, …"""
+
+    _next: dict[str, list[ApiError]] = field(default_factory=dict)
+    _shares: dict[str, _Share] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(
+        self,
+        method: str,
+        count: int = 1,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        message: str = "",
+    ) -> None:
+        """The next `count` calls of `method` fail with `code`."""
+        error = ApiError(code, message or f"injected fault: {code.name}")
+        with self._lock:
+            self._next.setdefault(method, []).extend([error] * count)
+
+    def fail_share(
+        self, method: str, share: float, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, seed: int = 0
+    ) -> None:
+        """From now on, about `share` of the calls of `method` fail with `code`, drawn from `seed`."""
+        with self._lock:
+            self._shares[method] = _Share(share, code, random.Random(seed))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._next.clear()
+            self._shares.clear()
+
+    def take(self, method: str) -> ApiError | None:
+        """The failure for this call of `method`, if any."""
+        with self._lock:
+            queued = self._next.get(method)
+            if queued:
+                return queued.pop(0)
+            share = self._shares.get(method)
+            if share is not None and share.rng.random() < share.share:
+                return ApiError(share.code, f"injected fault: {share.code.name}")
+        return None
