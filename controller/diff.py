@@ -254,7 +254,7 @@ def _url_meaning(value: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
     """A URL's base and its query parameters by name, so `?a=1&b=2` equals `?b=2&a=1`. The sort is stable:
     repeats of one name keep their order, which drivers such as go-sqlite3 (first value wins) depend on."""
     base, mark, query = value.partition("?")
-    if not mark or ("://" not in base and not base.startswith("file:")):
+    if not mark or ("://" not in base and not base.startswith(("file:", "/"))):
         return None
     params = [tuple(part.split("=", 1)) if "=" in part else (part, "") for part in query.split("&") if part]
     return base, tuple(sorted(params, key=lambda pair: pair[0]))  # type: ignore[arg-type]

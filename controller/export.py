@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from controller.diff import select_container
+from controller.diff import TargetError, select_container
 from controller.model import DEFAULT_REVISION_MAX_INSTANCES, GcsVolume, ObservedContainer, ObservedService
 from desired import API_VERSION, DesiredStateError, Finding, SecretRef, ServiceSpec, check_desired_text
 from desired.policy import is_reserved_key
@@ -58,9 +58,6 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
         "project": service.key.project,
         "region": service.key.region,
     }
-    container = select_container(ServiceSpec(name=service.key.name), service.containers)
-    if len(service.containers) > 1:
-        entry["container"] = container.label
     if float(service.timeout_seconds).is_integer() and service.timeout_seconds >= 1:
         entry["timeout"] = f"{int(service.timeout_seconds)}s"
     else:  # the file speaks whole seconds; leaving it out keeps it unmanaged rather than changing it
@@ -68,6 +65,13 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
             f"timeout {service.timeout_seconds:g}s is not whole seconds: not exported"
         )
     entry["scaling"] = _scaling(service)
+    try:
+        container = select_container(ServiceSpec(name=service.key.name), service.containers)
+    except TargetError as error:  # several containers, none serving ingress: nothing to guess from
+        notes.setdefault(index, []).append(f"container knobs not exported: {error}")
+        return entry
+    if len(service.containers) > 1:
+        entry["container"] = container.label
     entry["cpuAlwaysAllocated"] = not container.cpu_idle
     entry["startupCpuBoost"] = container.startup_cpu_boost
     if service.execution_environment:
@@ -78,11 +82,15 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
     volume = _volume(service, container)
     if volume:
         entry["volume"] = volume
-    if service.labels:
-        entry["labels"] = dict(service.labels)
-    annotations = {k: v for k, v in service.annotations if not is_reserved_key(k)}
-    if annotations:
-        entry["annotations"] = annotations
+    for section, pairs in (("labels", service.labels), ("annotations", service.annotations)):
+        kept = {k: v for k, v in pairs if not is_reserved_key(k) and redact_text(v) == v}
+        notes.setdefault(index, []).extend(
+            f"{section[:-1]} {k}: its value holds a credential and is not exported"
+            for k, v in pairs
+            if not is_reserved_key(k) and redact_text(v) != v
+        )
+        if kept:
+            entry[section] = kept
     if database:
         entry["database"] = database
     return entry

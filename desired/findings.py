@@ -30,7 +30,7 @@ SCHEMA_CODES: dict[str, str] = {
     "CR007": "service declared twice",
     "CR010": "timeout out of range",
     "CR011": "min instances above max",
-    "CR012": "negative instance bound",
+    "CR012": "instance bound out of range",
 }
 
 

@@ -59,7 +59,8 @@ CHECKS: dict[str, tuple[Severity, str]] = {
     "CR501": (Severity.ERROR, "acknowledges an unknown code"),
     "CR502": (Severity.WARNING, "acknowledges a check that does not fire"),
 }
-_UNACKNOWLEDGEABLE = frozenset({"CR501", "CR502"})
+# The API refuses CR401 whatever the file says; CR5xx are about acknowledgements themselves.
+_UNACKNOWLEDGEABLE = frozenset({"CR401", "CR501", "CR502"})
 
 
 def _violation(code: str, path: Path, message: str, fix: str) -> Violation:

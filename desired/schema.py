@@ -28,6 +28,7 @@ from desired.fields import (
     duration_at_least,
     pattern,
 )
+from desired.redaction import redact_text
 
 __all__ = [
     "API_VERSION",
@@ -225,7 +226,7 @@ def _label_text(kind: str, *, key: bool) -> Any:
                 "label",
                 "{text} is not a valid label {kind}: lowercase letters, digits, _ and - (at most 63)"
                 + (", starting with a letter, after an optional domain/ prefix" if key else ""),
-                {"text": repr(text), "kind": kind},
+                {"text": repr(redact_text(text)), "kind": kind},
             )
         return text
 

@@ -11,7 +11,11 @@ import pytest
 
 from tests.conftest import ROOT
 
-ADAPTERS = {"controller/cloudrun.py", "controller/demo.py"}  # demo only starts the emulator in-process
+ADAPTERS = {
+    "controller/cloudrun.py",
+    "controller/cloudrun_shape.py",
+    "controller/demo.py",
+}  # demo only starts the emulator in-process
 
 
 def _imports(path: Path) -> set[str]:
