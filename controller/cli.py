@@ -20,6 +20,7 @@ from controller import __version__
 from controller.errors import PermanentError, ReconcilerError
 from controller.logs import configure_logging
 from controller.plan import EXIT_ERROR
+from controller.reconcile import ApplyResult, PassResult
 from desired import CheckedDesired, DesiredStateError, Finding, ServiceKey, Severity, check_desired
 
 if TYPE_CHECKING:  # the Google client libraries load only for the commands that call them
@@ -199,7 +200,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
     """One reconcile pass; `plan` is the same pass with the write switched off."""
-    from controller.reconcile import ApplyResult, reconcile
+    from controller.reconcile import reconcile
     from controller.render import outcomes_text, plan_json, plan_text
 
     checked = _checked(args.file)
@@ -214,12 +215,19 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
         )
     finally:
         gateway.close()
+    code = _pass_exit_code(result, dry_run=dry_run)
     if args.output == "json":
-        print(plan_json(result.plan, checked.findings, None if dry_run else result))
+        server_checked = not dry_run or getattr(args, "server_dry_run", False)
+        print(plan_json(result.plan, checked.findings, result if server_checked else None, code))
     else:
         print(plan_text(result.plan, color=sys.stdout.isatty()))
         if not dry_run or getattr(args, "server_dry_run", False):
             print(f"\n{outcomes_text(result)}")
+    return code
+
+
+def _pass_exit_code(result: PassResult, *, dry_run: bool) -> int:
+    """plan: 0 in sync, 2 drift, 1 error or a refused server dry run; apply: 1 on any failure, else 0."""
     if dry_run:
         rejected = any(outcome.result is ApplyResult.FAILED for outcome in result.outcomes)
         return EXIT_ERROR if rejected else result.plan.exit_code

@@ -115,12 +115,18 @@ def _json_value(change: FieldChange, value: Value) -> Any:
     return value
 
 
-def plan_json(plan: Plan, findings: Sequence[Finding] = (), result: PassResult | None = None) -> str:
+def plan_json(
+    plan: Plan,
+    findings: Sequence[Finding] = (),
+    result: PassResult | None = None,
+    exit_code: int | None = None,
+) -> str:
     """The plan as JSON (`format_version` 1, documented in the README), with the desired file's findings.
 
-    With `result` (after `apply`), each service also carries its outcome and `exit_code` is the command's."""
+    With `result` (after `apply` or a server dry run), each service also carries its outcome; `exit_code`,
+    when given, is the command's."""
     outcomes = {outcome.key: outcome for outcome in result.outcomes} if result else {}
-    exit_code = plan.exit_code if result is None else (1 if result.failed else 0)
+    exit_code = plan.exit_code if exit_code is None else exit_code
     document = {
         "format_version": FORMAT_VERSION,
         "exit_code": exit_code,

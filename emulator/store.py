@@ -213,7 +213,9 @@ class ServiceStore:
                 if _template_bytes(updated) != _template_bytes(current):
                     self._new_revision(updated, requested)
                     failure = self._failure(updated)
-                self._settle(updated, failure)
+                    self._settle(updated, failure)
+                else:  # no new revision: a failed one stays failed, the ready one keeps serving
+                    updated.observed_generation = updated.generation
                 updated.etag = _etag(updated)
             self._services[updated.name] = updated
             return self._operation(updated, store=True, failure=failure)

@@ -227,3 +227,27 @@ def test_export_of_an_unknown_service_is_exit_1(standalone_emulator: str) -> Non
     )
     assert result.returncode == 1
     assert "NOT_FOUND" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_dry_run_json_carries_the_verdict_and_the_exit_code(
+    standalone_emulator: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "defaults: {project: demo-project, region: us-central1}\nservices:\n"
+        "  - name: cagent-api\n    scaling: {level: revision, minInstances: 150}\n",
+    )
+    result = run(
+        "plan",
+        "-f",
+        str(path),
+        "--server-dry-run",
+        "-o",
+        "json",
+        env={"CLOUD_RUN_EMULATOR_HOST": standalone_emulator},
+    )
+    document = json.loads(result.stdout)
+    assert result.returncode == 1 and document["exit_code"] == 1
+    assert document["services"][0]["outcome"]["message"].startswith(
+        "server dry run: rejected: INVALID_ARGUMENT"
+    )

@@ -380,3 +380,18 @@ def test_api_failures_are_reported_per_service_never_a_crash(
     denied = reconcile(root_desired(), gateway, dry_run=True)
     assert denied.plan.services[0].status is PlanStatus.ERROR
     assert "PERMISSION_DENIED" in denied.plan.services[0].message and denied.plan.exit_code == 1
+
+
+def test_a_failed_revision_stays_failed_when_only_service_level_fields_change(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    reference.store.failing_revisions = "The user-provided container failed to start."
+    reconcile(root_desired(), gateway, dry_run=False)
+    reference.store.failing_revisions = None
+    live = client.get_service(name=REFERENCE)
+    ready, created = live.latest_ready_revision, live.latest_created_revision
+    live.labels["team"] = "b"
+    client.update_service(service=live, update_mask={"paths": ["labels"]}).result(timeout=10)
+    after = client.get_service(name=REFERENCE)
+    assert (after.latest_ready_revision, after.latest_created_revision) == (ready, created)
+    assert reconcile(root_desired(), gateway, dry_run=True).plan.services[0].status is PlanStatus.FAILED
