@@ -12,15 +12,17 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from controller.model import GcsVolume, ObservedContainer, ObservedService, OtherVolume
-from desired import EnvValue, ScalingLevel, SecretRef, ServiceSpec
+from desired import ScalingLevel, SecretRef, ServiceSpec
 
 __all__ = [
     "FieldChange",
     "ManagedField",
     "TargetError",
     "Value",
+    "canonical",
     "diff_service",
     "manages_template",
+    "owned_fields",
     "select_container",
 ]
 
@@ -118,15 +120,40 @@ def select_container(spec: ServiceSpec, containers: tuple[ObservedContainer, ...
 
 def diff_service(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:
     """Every declared knob whose live meaning differs from the declared one, in print order."""
-    changes = [
-        *_scaling_changes(spec, observed),
-        *_metadata_changes(spec, observed),
-        *_template_changes(spec, observed),
+    project = observed.key.project
+    return tuple(
+        f
+        for f in owned_fields(spec, observed)
+        if canonical(f, f.old, project) != canonical(f, f.new, project)
+    )
+
+
+def owned_fields(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:
+    """Every field the spec declares, as (live `old`, declared `new`), whether or not they differ."""
+    fields = [
+        *_scaling_fields(spec, observed),
+        *_metadata_fields(spec, observed),
+        *_template_fields(spec, observed),
     ]
     if _manages_container(spec):
-        container = select_container(spec, observed.containers)
-        changes.extend(_container_changes(spec, container, observed.key.project))
-    return tuple(sorted(changes, key=lambda change: change.sort_key))
+        fields.extend(_container_fields(spec, select_container(spec, observed.containers)))
+    return tuple(sorted(fields, key=lambda field: field.sort_key))
+
+
+def canonical(change: FieldChange, value: Value, project: str) -> str:
+    """A value by meaning, as text: two values mean the same exactly when these are equal. Also what the
+    last-applied record stores (hashed), so a value written and read back compares equal."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int | float):
+        return repr(_whole(value))
+    if isinstance(value, SecretRef):
+        return f"secret:{_secret_id(value.secret, project)}:{value.version}"
+    if isinstance(value, GcsVolume):
+        return f"gs://{value.bucket}|{value.read_only}|{','.join(sorted(value.mount_options))}"
+    if change.field is ManagedField.ENV:
+        return repr(_url_meaning(value) or value)
+    return repr(value)
 
 
 def manages_template(spec: ServiceSpec) -> bool:
@@ -142,7 +169,7 @@ def _manages_container(spec: ServiceSpec) -> bool:
     )
 
 
-def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+def _scaling_fields(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
     scaling = spec.scaling
     if scaling is None:
         return []
@@ -152,46 +179,41 @@ def _scaling_changes(spec: ServiceSpec, observed: ObservedService) -> list[Field
     else:
         low_field, high_field = ManagedField.REVISION_MIN_INSTANCES, ManagedField.REVISION_MAX_INSTANCES
         low, high = observed.revision_min_instances, observed.revision_max_instances
-    changes = []
-    if scaling.min_instances is not None and scaling.min_instances != low:
-        changes.append(FieldChange(low_field, low, scaling.min_instances))
-    if scaling.max_instances is not None and scaling.max_instances != high:
-        changes.append(FieldChange(high_field, high, scaling.max_instances))
-    return changes
+    fields = []
+    if scaling.min_instances is not None:
+        fields.append(FieldChange(low_field, low, scaling.min_instances))
+    if scaling.max_instances is not None:
+        fields.append(FieldChange(high_field, high, scaling.max_instances))
+    return fields
 
 
-def _metadata_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
-    changes: list[FieldChange] = []
+def _metadata_fields(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+    fields: list[FieldChange] = []
     for field, wanted, live in (
         (ManagedField.LABEL, spec.labels, dict(observed.labels)),
         (ManagedField.ANNOTATION, spec.annotations, dict(observed.annotations)),
     ):
-        changes.extend(
-            FieldChange(field, live.get(k), v, key=k) for k, v in sorted(wanted.items()) if live.get(k) != v
-        )
-    return changes
+        fields.extend(FieldChange(field, live.get(k), v, key=k) for k, v in sorted(wanted.items()))
+    return fields
 
 
-def _template_changes(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
-    changes = []
-    if spec.timeout is not None and abs(observed.timeout_seconds - spec.timeout) > 1e-9:
-        changes.append(FieldChange(ManagedField.TIMEOUT, _whole(observed.timeout_seconds), spec.timeout))
-    environment = spec.execution_environment
-    if environment is not None and observed.execution_environment != environment.value:
-        changes.append(
-            FieldChange(
-                ManagedField.EXECUTION_ENVIRONMENT, observed.execution_environment or None, environment.value
-            )
-        )
+def _template_fields(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:
+    fields = []
+    if spec.timeout is not None:
+        fields.append(FieldChange(ManagedField.TIMEOUT, _whole(observed.timeout_seconds), spec.timeout))
+    if spec.execution_environment is not None:
+        live_environment = observed.execution_environment or None
+        wanted_environment = spec.execution_environment.value
+        fields.append(FieldChange(ManagedField.EXECUTION_ENVIRONMENT, live_environment, wanted_environment))
     if spec.volume is not None:
         live = observed.volume(spec.volume.name)
         if isinstance(live, OtherVolume):
             name = spec.volume.name
             raise TargetError(f"volume {name!r} exists as {live}, not Cloud Storage: declare another name")
-        wanted = _wanted_volume(spec, live)
-        if live != wanted:
-            changes.append(FieldChange(ManagedField.VOLUME, live, wanted, key=spec.volume.name))
-    return changes
+        fields.append(
+            FieldChange(ManagedField.VOLUME, live, _wanted_volume(spec, live), key=spec.volume.name)
+        )
+    return fields
 
 
 def _wanted_volume(spec: ServiceSpec, live: GcsVolume | None) -> GcsVolume:
@@ -210,44 +232,28 @@ def _whole(seconds: float) -> int | float:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-def _container_changes(spec: ServiceSpec, container: ObservedContainer, project: str) -> list[FieldChange]:
-    def change(field: ManagedField, old: Value, new: Value, key: str = "") -> FieldChange:
-        return FieldChange(field, old, new, container.index, container.label, key)
+def _container_fields(spec: ServiceSpec, container: ObservedContainer) -> list[FieldChange]:
+    def field(kind: ManagedField, old: Value, new: Value, key: str = "") -> FieldChange:
+        return FieldChange(kind, old, new, container.index, container.label, key)
 
-    changes = []
-    if spec.cpu_always_allocated is not None and container.cpu_idle == spec.cpu_always_allocated:
-        changes.append(change(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated))
-    if spec.startup_cpu_boost is not None and container.startup_cpu_boost != spec.startup_cpu_boost:
-        changes.append(
-            change(ManagedField.STARTUP_CPU_BOOST, container.startup_cpu_boost, spec.startup_cpu_boost)
+    fields = []
+    if spec.cpu_always_allocated is not None:
+        fields.append(field(ManagedField.CPU_IDLE, container.cpu_idle, not spec.cpu_always_allocated))
+    if spec.startup_cpu_boost is not None:
+        fields.append(
+            field(ManagedField.STARTUP_CPU_BOOST, container.startup_cpu_boost, spec.startup_cpu_boost)
         )
     if spec.volume is not None:
-        live_path = container.mount_path(spec.volume.name)
         taken = [name for name, path in container.volume_mounts if path == spec.volume.mount_path]
         if taken and spec.volume.name not in taken:
             raise TargetError(
                 f"{spec.volume.mount_path} in container {container.label} is where volume {taken[0]!r} is "
                 f"mounted: mounting {spec.volume.name!r} there too would shadow it"
             )
-        if live_path != spec.volume.mount_path:
-            changes.append(
-                change(ManagedField.VOLUME_MOUNT, live_path, spec.volume.mount_path, spec.volume.name)
-            )
-    for name, wanted in sorted(spec.env.items()):
-        live = container.env_value(name)
-        if not _env_equal(live, wanted, project):
-            changes.append(change(ManagedField.ENV, live, wanted, name))
-    return changes
-
-
-def _env_equal(live: EnvValue | None, wanted: EnvValue, project: str) -> bool:
-    if isinstance(live, SecretRef) and isinstance(wanted, SecretRef):
-        same_secret = _secret_id(live.secret, project) == _secret_id(wanted.secret, project)
-        return same_secret and live.version == wanted.version
-    if isinstance(live, str) and isinstance(wanted, str):
-        meaning = _url_meaning(live)
-        return live == wanted or (meaning is not None and meaning == _url_meaning(wanted))
-    return False
+        live_path = container.mount_path(spec.volume.name)
+        fields.append(field(ManagedField.VOLUME_MOUNT, live_path, spec.volume.mount_path, spec.volume.name))
+    fields.extend(field(ManagedField.ENV, container.env_value(n), v, n) for n, v in sorted(spec.env.items()))
+    return fields
 
 
 def _url_meaning(value: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
