@@ -7,6 +7,7 @@ they touch. The other half of the adapter, `controller.cloudrun`, owns the clien
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from controller import __version__
 from controller.diff import FieldChange, ManagedField
 from controller.errors import ReconcilerError
 from controller.model import (
+    APPLIED_ANNOTATION,
     CLIENT_NAME,
     DEFAULT_REVISION_MAX_INSTANCES,
     DEFAULT_TIMEOUT_SECONDS,
@@ -68,7 +70,19 @@ def observe(service: run_v2.Service) -> ObservedService:
         client=pb.client,
         labels=tuple(sorted(pb.labels.items())),
         annotations=tuple(sorted(pb.annotations.items())),
+        applied=_applied(pb.annotations.get(APPLIED_ANNOTATION, "")),
     )
+
+
+def _applied(text: str) -> tuple[tuple[str, str], ...]:
+    """The record this controller wrote; anything unreadable (edited by hand) counts as no record."""
+    try:
+        fields = json.loads(text).get("fields", {}) if text else {}
+    except (ValueError, AttributeError):
+        return ()
+    if not isinstance(fields, dict):
+        return ()
+    return tuple(sorted((str(path), str(print_)) for path, print_ in fields.items()))
 
 
 def _gcs_volume(volume: Any) -> GcsVolume | OtherVolume:

@@ -8,6 +8,7 @@ plan prints the same way every time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -21,6 +22,7 @@ __all__ = [
     "Value",
     "canonical",
     "diff_service",
+    "fingerprint",
     "manages_template",
     "owned_fields",
     "select_container",
@@ -167,6 +169,11 @@ def _manages_container(spec: ServiceSpec) -> bool:
     return bool(
         spec.cpu_always_allocated is not None or spec.startup_cpu_boost is not None or spec.env or spec.volume
     )
+
+
+def fingerprint(change: FieldChange, value: Value, project: str) -> str:
+    """A short hash of a value's meaning: what the last-applied record keeps instead of the value itself."""
+    return hashlib.sha256(canonical(change, value, project).encode()).hexdigest()[:16]
 
 
 def _scaling_fields(spec: ServiceSpec, observed: ObservedService) -> list[FieldChange]:

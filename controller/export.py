@@ -15,7 +15,13 @@ from typing import Any
 import yaml
 
 from controller.diff import TargetError, select_container
-from controller.model import DEFAULT_REVISION_MAX_INSTANCES, GcsVolume, ObservedContainer, ObservedService
+from controller.model import (
+    APPLIED_ANNOTATION,
+    DEFAULT_REVISION_MAX_INSTANCES,
+    GcsVolume,
+    ObservedContainer,
+    ObservedService,
+)
 from desired import API_VERSION, DesiredStateError, Finding, SecretRef, ServiceSpec, check_desired_text
 from desired.policy import is_reserved_key
 from desired.redaction import MASK, redact_env_value, redact_text
@@ -83,6 +89,7 @@ def _service(index: int, service: ObservedService, notes: dict[int, list[str]]) 
     if volume:
         entry["volume"] = volume
     for section, pairs in (("labels", service.labels), ("annotations", service.annotations)):
+        pairs = tuple((k, v) for k, v in pairs if k != APPLIED_ANNOTATION)  # the controller's own record
         kept = {k: v for k, v in pairs if not is_reserved_key(k) and redact_text(v) == v}
         notes.setdefault(index, []).extend(
             f"{section[:-1]} {k}: its value holds a credential and is not exported"

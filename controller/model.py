@@ -13,6 +13,7 @@ from typing import Any
 from desired import EnvValue, ServiceKey
 
 __all__ = [
+    "APPLIED_ANNOTATION",
     "CLIENT_NAME",
     "DEFAULT_REVISION_MAX_INSTANCES",
     "DEFAULT_TIMEOUT_SECONDS",
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 CLIENT_NAME = "cloudrun-reconciler"  # what this controller writes into a service's `client`
+# The annotation where the controller records what it last applied: a fingerprint per owned field, never
+# a value (values may be secrets). Like kubectl's last-applied-configuration, it tells a change made in the
+# desired file from one made on the service by someone else.
+APPLIED_ANNOTATION = "cloudrun-reconciler.dev/applied"
 DEFAULT_TIMEOUT_SECONDS = 300  # template.timeout when the service does not set one
 DEFAULT_REVISION_MAX_INSTANCES = 100  # template.scaling.max_instance_count when unset
 
@@ -103,14 +108,7 @@ class ObservedService:
     client: str = ""
     labels: tuple[tuple[str, str], ...] = field(default=())
     annotations: tuple[tuple[str, str], ...] = field(default=())
-
-    @property
-    def written_by_others(self) -> str:
-        """Who wrote the service last, when it was not this controller; empty when it was."""
-        if self.client == CLIENT_NAME:
-            return ""
-        via = f" with {self.client}" if self.client else ""
-        return f"{self.last_modifier or 'an unknown writer'}{via}"
+    applied: tuple[tuple[str, str], ...] = ()  # (field path, fingerprint) as this controller last wrote them
 
     def volume(self, name: str) -> GcsVolume | OtherVolume | None:
         return next((volume for key, volume in self.volumes if key == name), None)

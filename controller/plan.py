@@ -7,11 +7,19 @@ argument and does no I/O; `controller.reconcile` feeds it and acts on it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.diff import FieldChange, TargetError, diff_service, manages_template
+from controller.diff import (
+    FieldChange,
+    TargetError,
+    diff_service,
+    fingerprint,
+    manages_template,
+    owned_fields,
+)
 from controller.model import ObservedService
 from desired import DesiredState, ServiceKey, ServiceSpec
 
@@ -22,6 +30,8 @@ __all__ = [
     "Plan",
     "PlanStatus",
     "ServicePlan",
+    "applied_record",
+    "out_of_band_paths",
     "plan_fleet",
     "plan_service",
 ]
@@ -53,6 +63,7 @@ class ServicePlan:
     message: str = ""
     observed: ObservedService | None = None
     notes: tuple[str, ...] = ()  # what a person should know that changes nothing in the plan
+    out_of_band: tuple[str, ...] = ()  # paths someone else changed since this controller applied them
 
     @property
     def creates_revision(self) -> bool:
@@ -90,23 +101,50 @@ def plan_service(
         changes = diff_service(spec, observed)
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
-    notes = _out_of_band(changes, observed) + traffic_notes(spec, observed) + _unevaluated(spec)
+    out_of_band = out_of_band_paths(changes, observed)
+    notes = _out_of_band_note(out_of_band, observed) + traffic_notes(spec, observed) + _unevaluated(spec)
     if (
         blocked_by and changes
     ):  # a policy error blocks a write; with nothing to write there is nothing to block
         return ServicePlan(
-            spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes
+            spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes, out_of_band
         )
     if observed.failure and not changes:  # nothing to write would fix it: report, do not retry
         return ServicePlan(spec.key, PlanStatus.FAILED, (), f"Cloud Run: {observed.failure}", observed, notes)
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
-    return ServicePlan(spec.key, status, changes, observed=observed, notes=notes)
+    return ServicePlan(spec.key, status, changes, observed=observed, notes=notes, out_of_band=out_of_band)
 
 
-def _out_of_band(changes: tuple[FieldChange, ...], observed: ObservedService) -> tuple[str, ...]:
-    """Say who made the drift when the last writer was not this controller (Terraform would not)."""
-    writer = observed.written_by_others
-    return (f"last written by {writer}, not by this controller",) if changes and writer else ()
+def out_of_band_paths(changes: tuple[FieldChange, ...], observed: ObservedService) -> tuple[str, ...]:
+    """The drifted paths whose live value is not what this controller last applied there: someone else
+    changed them. A path with no record (never written here) or still as applied is a change in the file."""
+    record = dict(observed.applied)
+    project = observed.key.project
+    return tuple(
+        c.path for c in changes if c.path in record and fingerprint(c, c.old, project) != record[c.path]
+    )
+
+
+def applied_record(spec: ServiceSpec, observed: ObservedService, kept: tuple[str, ...] = ()) -> str:
+    """The record to write with an update: the fingerprint of every owned field as declared, except the
+    `kept` paths (withheld under `outOfBand: report`), whose old record stays so they still show."""
+    project = observed.key.project
+    previous = dict(observed.applied)
+    fields = {
+        f.path: previous[f.path] if f.path in kept and f.path in previous else fingerprint(f, f.new, project)
+        for f in owned_fields(spec, observed)
+    }
+    return json.dumps({"v": 1, "fields": dict(sorted(fields.items()))}, separators=(",", ":"))
+
+
+def _out_of_band_note(paths: tuple[str, ...], observed: ObservedService) -> tuple[str, ...]:
+    """Say who made the drift when it was not made in the desired file (Terraform would not)."""
+    if not paths:
+        return ()
+    writer = observed.last_modifier or "an unknown writer"
+    writer += f" with {observed.client}" if observed.client else ""
+    changed = ", ".join(paths)
+    return (f"changed on the service since this controller applied it: {changed}; last written by {writer}",)
 
 
 def _unevaluated(spec: ServiceSpec) -> tuple[str, ...]:

@@ -16,10 +16,10 @@ from typing import Protocol
 
 import structlog
 
-from controller.diff import FieldChange, TargetError, diff_service
+from controller.diff import FieldChange, ManagedField, TargetError, diff_service
 from controller.errors import ConflictError, ReconcilerError
-from controller.model import LiveService
-from controller.plan import Plan, PlanStatus, ServicePlan, plan_fleet, plan_service
+from controller.model import APPLIED_ANNOTATION, LiveService
+from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
 from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
 
 __all__ = ["ApplyResult", "PassResult", "ServiceOutcome", "ServicesGateway", "observe_fleet", "reconcile"]
@@ -117,16 +117,6 @@ def reconcile(
         if service_plan.status is not PlanStatus.DRIFTED or dry_run:
             outcomes.append(_not_applied(service_plan, dry_run))
             continue
-        withheld = _withheld(spec, service_plan)
-        if withheld is not None:
-            log.warning(
-                "out_of_band_change",
-                writer=service_plan.observed.written_by_others if service_plan.observed else "",
-                policy=str(spec.out_of_band),
-                fields=[c.path for c in service_plan.changes],
-            )
-            outcomes.append(withheld)
-            continue
         outcomes.append(_apply_service(spec, service_plan, live[spec.key], gateway, log))
     return PassResult(plan, tuple(outcomes))
 
@@ -145,21 +135,35 @@ def _validated(service_plan: ServicePlan, live: LiveService, gateway: ServicesGa
     return ServiceOutcome(service_plan.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
 
 
-def _withheld(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome | None:
-    """The outcome when the service's out-of-band policy forbids reverting someone else's change."""
-    writer = service_plan.observed.written_by_others if service_plan.observed else ""
-    if not writer or spec.out_of_band is OutOfBandPolicy.REVERT:
-        return None
-    etag = service_plan.observed.etag if service_plan.observed else ""
-    fields = ", ".join(change.path for change in service_plan.changes)
-    if spec.out_of_band is OutOfBandPolicy.REPORT:
-        message = f"not reverted (outOfBand: report): {writer} changed {fields}"
-        return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
-    message = (
-        f"stopped (outOfBand: stop): {writer} changed {fields}; "
-        "update the desired file to adopt the change, or revert it by hand"
-    )
-    return ServiceOutcome(spec.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
+@dataclass(frozen=True)
+class _Decision:
+    """What to write for a drifted service under its out-of-band policy, or why nothing is written."""
+
+    changes: tuple[FieldChange, ...] = ()
+    kept: tuple[str, ...] = ()  # someone else's changes left in place (outOfBand: report)
+    outcome: ServiceOutcome | None = None
+
+
+def _decide(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decision:
+    """Revert writes everything; report writes only what changed in the file; stop writes nothing."""
+    others = service_plan.out_of_band
+    if not others or spec.out_of_band is OutOfBandPolicy.REVERT:
+        return _Decision(service_plan.changes)
+    observed = service_plan.observed
+    writer = observed.last_modifier if observed and observed.last_modifier else "someone else"
+    changed = f"{writer} changed {', '.join(others)} since this controller applied it"
+    if spec.out_of_band is OutOfBandPolicy.STOP:
+        message = f"stopped (outOfBand: stop): {changed}; adopt it in the desired file, or revert it by hand"
+        return _Decision(
+            outcome=ServiceOutcome(spec.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
+        )
+    ours = tuple(c for c in service_plan.changes if c.path not in others)
+    if not ours:
+        message = f"not reverted (outOfBand: report): {changed}"
+        return _Decision(
+            outcome=ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
+        )
+    return _Decision(ours, others)
 
 
 def _not_applied(service_plan: ServicePlan, dry_run: bool) -> ServiceOutcome:
@@ -180,18 +184,33 @@ def _apply_service(
     log: structlog.BoundLogger,
 ) -> ServiceOutcome:
     before = live.observed.etag
-    changes = service_plan.changes
     for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
+        decision = _decide(spec, service_plan, live.observed.etag)
+        if decision.outcome is not None:
+            log.warning(
+                "out_of_band_change",
+                policy=str(spec.out_of_band),
+                fields=list(service_plan.out_of_band),
+                writer=live.observed.last_modifier,
+                result=decision.outcome.result.value,
+            )
+            return decision.outcome
+        record = FieldChange(
+            ManagedField.ANNOTATION,
+            None,
+            applied_record(spec, live.observed, decision.kept),
+            key=APPLIED_ANNOTATION,
+        )
         try:
-            updated = gateway.apply(live, changes)
+            updated = gateway.apply(live, (*decision.changes, record))
         except ConflictError as error:
             log.info("apply_conflict", attempt=attempt, error=str(error))
             try:
                 live = gateway.get_service(spec.key)
             except ReconcilerError as reread_error:
                 return _failed(spec.key, f"re-read after a conflict failed: {reread_error}", before, log)
-            replanned = plan_service(spec, live.observed)
-            if replanned.status is PlanStatus.IN_SYNC:
+            service_plan = plan_service(spec, live.observed)
+            if service_plan.status is PlanStatus.IN_SYNC:
                 return ServiceOutcome(
                     spec.key,
                     ApplyResult.UNCHANGED,
@@ -199,29 +218,25 @@ def _apply_service(
                     etag_before=before,
                     etag_after=live.observed.etag,
                 )
-            if replanned.status is not PlanStatus.DRIFTED:
-                return _failed(spec.key, f"after a concurrent change: {replanned.message}", before, log)
-            changes = replanned.changes
+            if service_plan.status is not PlanStatus.DRIFTED:
+                return _failed(spec.key, f"after a concurrent change: {service_plan.message}", before, log)
             continue
         except ReconcilerError as error:
             return _failed(spec.key, str(error), before, log)
-        return _verified(spec, changes, before, updated, log)
+        return _verified(spec, decision, before, updated, log)
     return _failed(
         spec.key, f"gave up: {MAX_CONFLICT_RETRIES + 1} writes in a row met a concurrent change", before, log
     )
 
 
 def _verified(
-    spec: ServiceSpec,
-    changes: Sequence[FieldChange],
-    before: str,
-    updated: LiveService,
-    log: structlog.BoundLogger,
+    spec: ServiceSpec, decision: _Decision, before: str, updated: LiveService, log: structlog.BoundLogger
 ) -> ServiceOutcome:
-    """The outcome as the API reports it after the write: in sync, and which revision serves."""
-    observed = updated.observed
+    """The outcome as the API reports it after the write: in sync but for what was kept, and which
+    revision serves."""
+    observed, changes = updated.observed, decision.changes
     try:
-        residual = diff_service(spec, observed)
+        residual = [c for c in diff_service(spec, observed) if c.path not in decision.kept]
     except TargetError as error:
         return _failed(spec.key, f"the service no longer matches the spec: {error}", before, log)
     if residual:
@@ -232,16 +247,12 @@ def _verified(
     if observed.latest_share < 100:
         serving = f"revision {revision} serves only {observed.latest_share} % of traffic"
         log.warning("revision_not_serving", revision=revision, share=observed.latest_share)
-    log.info("applied", fields=[c.path for c in changes], etag=observed.etag, revision=revision)
-    return ServiceOutcome(
-        spec.key,
-        ApplyResult.APPLIED,
-        f"{len(changes)} field(s) updated; {serving}",
-        tuple(changes),
-        before,
-        observed.etag,
-        revision,
+    kept = (
+        f"; kept {', '.join(decision.kept)} as changed by others (outOfBand: report)" if decision.kept else ""
     )
+    log.info("applied", fields=[c.path for c in changes], etag=observed.etag, revision=revision)
+    message = f"{len(changes)} field(s) updated; {serving}{kept}"
+    return ServiceOutcome(spec.key, ApplyResult.APPLIED, message, changes, before, observed.etag, revision)
 
 
 def _failed(key: ServiceKey, message: str, etag: str, log: structlog.BoundLogger) -> ServiceOutcome:

@@ -14,6 +14,7 @@ from google.cloud import run_v2
 from hypothesis import settings
 
 from controller.cloudrun import CloudRunServices, services_client
+from controller.model import APPLIED_ANNOTATION
 from emulator import Emulator, load_seed_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,7 @@ def without_output_only(service: run_v2.Service) -> Any:
     pb = copy.deepcopy(run_v2.Service.pb(service))
     for name in OUTPUT_ONLY:
         pb.ClearField(name)
+    pb.annotations.pop(APPLIED_ANNOTATION, None)  # the controller's own record of what it applied
     return pb
 
 

@@ -103,9 +103,10 @@ def test_only_the_changed_owned_paths_are_in_the_update_mask(
             "template.timeout",
             "template.volumes",
             "template.containers",
+            "annotations",  # the record of what was applied: a fingerprint per owned field
             "template.revision",  # cleared on the server too, so a stored name cannot collide
         ],
-        ["template.timeout", "template.revision"],
+        ["template.timeout", "annotations", "template.revision"],
     ]
     assert all(sent.template.revision == "" for sent in reference.store.update_requests)
     assert all(sent.etag for sent in reference.store.update_requests)
@@ -255,63 +256,99 @@ def test_a_revision_that_never_becomes_ready_is_failed_with_the_apis_message_and
     assert live.latest_ready_revision != live.latest_created_revision  # still serving the old revision
 
 
-def _deploy_resets_timeout(client: run_v2.ServicesClient) -> None:
-    """`gcloud run deploy` by a person: a new image and the default timeout, recorded as theirs."""
-    live = client.get_service(name=REFERENCE)
-    live.template.containers[0].image = "us-docker.pkg.dev/demo-project/agents/cagent-api:hotfix"
-    live.template.timeout = {"seconds": 300}
-    live.client, live.client_version = "gcloud", "520.0.0"
-    request = run_v2.UpdateServiceRequest(service=live, update_mask={"paths": ["template"]})
-    client.update_service(
-        request=request, metadata=[("x-emulator-principal", "user:person-a@example.com")]
-    ).result(timeout=10)
+def _person_sets_timeout(emulator: Emulator, seconds: int) -> None:
+    """`gcloud run services update --timeout` by a person: recorded as theirs."""
+    emulator.store.edit(
+        REFERENCE,
+        lambda s: s.template.timeout.FromSeconds(seconds),
+        principal="user:alice@example.com",
+        client="gcloud",
+    )
 
 
-def _with_policy(policy: str) -> DesiredState:
+def _with_policy(policy: str, timeout: str = "1h", max_instances: int = 10) -> DesiredState:
     return load_desired_text(
         "defaults: {project: demo-project, region: us-central1}\n"
-        f"services:\n  - name: cagent-api\n    timeout: 1h\n    outOfBand: {policy}\n"
+        f"services:\n  - name: cagent-api\n    timeout: {timeout}\n    outOfBand: {policy}\n"
+        f"    scaling: {{level: service, maxInstances: {max_instances}}}\n"
     )
+
+
+def test_the_first_write_is_an_adoption_under_any_policy(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    """Never written by this controller (seeded by gcloud): nothing to call out of band, so it applies."""
+    result = reconcile(_with_policy("stop"), gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.APPLIED and result.plan.services[0].out_of_band == ()
 
 
 def test_an_out_of_band_change_names_its_author_and_revert_writes_it_back(
     reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
 ) -> None:
     reconcile(_with_policy("revert"), gateway, dry_run=False)
-    _deploy_resets_timeout(client)
+    _person_sets_timeout(reference, 300)
     result = reconcile(_with_policy("revert"), gateway, dry_run=False)
     (service,) = result.plan.services
-    assert service.notes[0] == "last written by user:person-a@example.com with gcloud, not by this controller"
+    assert service.out_of_band == ("template.timeout",)
+    assert "last written by user:alice@example.com with gcloud" in service.notes[0]
     assert result.outcomes[0].result is ApplyResult.APPLIED
-    after = client.get_service(name=REFERENCE)
-    assert after.template.timeout.total_seconds() == 3600 and after.template.containers[0].image.endswith(
-        ":hotfix"
-    )
+    assert client.get_service(name=REFERENCE).template.timeout.total_seconds() == 3600
 
 
-def test_report_shows_the_drift_and_writes_nothing(
+def test_report_keeps_their_change_and_still_applies_the_files(
     reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
 ) -> None:
     reconcile(_with_policy("report"), gateway, dry_run=False)
-    _deploy_resets_timeout(client)
-    writes = reference.store.calls["UpdateService"]
-    result = reconcile(_with_policy("report"), gateway, dry_run=False)
+    _person_sets_timeout(reference, 300)
+    result = reconcile(_with_policy("report", max_instances=5), gateway, dry_run=False)
     (outcome,) = result.outcomes
-    assert outcome.result is ApplyResult.SKIPPED and not result.failed
-    assert "user:person-a@example.com with gcloud changed template.timeout" in outcome.message
-    assert reference.store.calls["UpdateService"] == writes
-    assert result.plan.exit_code == 2
+    assert outcome.result is ApplyResult.APPLIED and "kept template.timeout" in outcome.message
+    live = client.get_service(name=REFERENCE)
+    assert (live.template.timeout.total_seconds(), live.scaling.max_instance_count) == (300, 5)
+    again = reconcile(_with_policy("report", max_instances=5), gateway, dry_run=False)
+    assert again.plan.services[0].out_of_band == ("template.timeout",)  # still reported, never reverted
+    assert again.outcomes[0].result is ApplyResult.SKIPPED and not again.failed
 
 
-def test_stop_fails_until_a_person_decides(
+def test_stop_fails_and_writes_nothing(
     reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
 ) -> None:
     reconcile(_with_policy("stop"), gateway, dry_run=False)
-    _deploy_resets_timeout(client)
-    result = reconcile(_with_policy("stop"), gateway, dry_run=False)
+    _person_sets_timeout(reference, 300)
+    writes = reference.store.calls["UpdateService"]
+    result = reconcile(_with_policy("stop", max_instances=5), gateway, dry_run=False)
     assert result.outcomes[0].result is ApplyResult.FAILED and result.failed
-    assert "update the desired file to adopt the change" in result.outcomes[0].message
-    assert client.get_service(name=REFERENCE).template.timeout.total_seconds() == 300
+    assert "alice@example.com changed template.timeout" in result.outcomes[0].message
+    assert reference.store.calls["UpdateService"] == writes
+
+
+def test_a_deploy_that_touches_only_unowned_fields_is_not_out_of_band(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    """CI deploys a new image; the team then changes the timeout in git, under `stop`: that is applied."""
+    reconcile(_with_policy("stop"), gateway, dry_run=False)
+    reference.store.edit(
+        REFERENCE,
+        lambda s: setattr(s.template.containers[0], "image", "img:ci"),
+        principal="serviceAccount:ci@x",
+        client="gcloud",
+    )
+    result = reconcile(_with_policy("stop", timeout="30m"), gateway, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.APPLIED, result.outcomes[0].message
+    assert client.get_service(name=REFERENCE).template.containers[0].image == "img:ci"
+
+
+def test_an_out_of_band_change_during_a_conflict_is_caught_on_the_retry(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    gateway = CloudRunServices(client, operation_timeout=10.0)
+    reconcile(_with_policy("stop"), gateway, dry_run=False)
+    alice = client.get_service(name=REFERENCE)
+    alice.template.timeout = {"seconds": 1200}
+    racing = EditsBetweenReadAndWrite(client, alice, ["template.timeout"])
+    result = reconcile(_with_policy("stop", timeout="15m"), racing, dry_run=False)
+    assert result.outcomes[0].result is ApplyResult.FAILED and "outOfBand: stop" in result.outcomes[0].message
+    assert client.get_service(name=REFERENCE).template.timeout.total_seconds() == 1200
 
 
 def test_a_server_dry_run_asks_the_api_and_stores_nothing(
