@@ -34,6 +34,7 @@ _MATTN_ALIASES = (
     ("_busy_timeout", "_timeout", "busy_timeout"),
 )
 _DIGITS = re.compile(r"[0-9]+")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SCHEMES = ("sqlite3://", "sqlite://", "file:", "sqlite+pysqlite://", "sqlite+aiosqlite://")
 
 
@@ -71,6 +72,8 @@ def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
     """Read `url` as `dialect`'s driver would; raise ValueError for what it would reject. Error messages
     never echo the URL or its values: it may carry a password (`_auth_pass`)."""
     location, _, query = url.partition("?")
+    if dialect is not SqliteDialect.PYTHON:
+        _go_query_check(query)
     # Go's url.ParseQuery, as both Go drivers use it: valueless flags (`_auth`) and stray `&` are fine.
     params = parse_qsl(query, keep_blank_values=True)
     if dialect is SqliteDialect.PYTHON:
@@ -83,34 +86,41 @@ def parse_sqlite_url(url: str, dialect: SqliteDialect) -> SqliteUrl:
     return replace(_settled(path, settings, ignored), raw=url)
 
 
+def _go_query_check(query: str) -> None:
+    """What Go's url.ParseQuery refuses, so that the driver never opens the database."""
+    if ";" in query:
+        raise ValueError("the query holds a ';', which Go's URL parser refuses: the driver will not open it")
+    if _BAD_ESCAPE.search(query):
+        raise ValueError("the query holds a % not followed by two hex digits, which Go's URL parser refuses")
+
+
 def _mattn(params: list[tuple[str, str]]) -> dict[str, str]:
-    """go-sqlite3: the first value of each key counts (`params.Get`), and the short alias, read after the
-    long one, wins: `_journal` over `_journal_mode`, `_locking` over `_locking_mode`, `_timeout` too."""
+    """go-sqlite3: the first value of each key counts (`params.Get`), and the short alias, when present at
+    all, is the key read: `_journal` over `_journal_mode`, `_locking` over `_locking_mode`, `_timeout`
+    over `_busy_timeout`; an empty value leaves the driver's default."""
     first: dict[str, str] = {}
     for key, value in params:
         first.setdefault(key, value)
     settings: dict[str, str] = {}
     for long, short, setting in _MATTN_ALIASES:
-        for key in (long, short):
-            if first.get(key):
-                settings[setting] = first[key]
+        value = first.get(short if short in first else long, "")
+        if value:
+            settings[setting] = value
     return settings
 
 
 def _modernc(params: list[tuple[str, str]]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """modernc.org/sqlite: each `_pragma=name(value)` (or `name=value`, run as `PRAGMA name=value`), applied
-    in name order, so `journal_mode` always runs before `locking_mode`."""
+    """modernc.org/sqlite: each `_pragma=name(value)` (or `name=value`, run as `PRAGMA name=value`); the
+    driver sorts the pragma texts and runs them in that order, so the last one per name wins and
+    `journal_mode` always runs before `locking_mode`."""
     settings: dict[str, str] = {}
-    ignored = []
-    for key, value in params:
-        if key == "_pragma":
-            match = _PRAGMA.fullmatch(value) or _PRAGMA_ASSIGN.fullmatch(value)
-            if not match:
-                raise ValueError("a _pragma value is neither name(value) nor name=value")
-            settings[match[1].lower()] = match[2]
-        elif key in _MATTN_KEYS:
-            ignored.append(key)
-    return settings, tuple(dict.fromkeys(ignored))
+    for value in sorted(value for key, value in params if key == "_pragma"):
+        match = _PRAGMA.fullmatch(value) or _PRAGMA_ASSIGN.fullmatch(value)
+        if not match:
+            raise ValueError("a _pragma value is neither name(value) nor name=value")
+        settings[match[1].lower()] = match[2]
+    ignored = tuple(dict.fromkeys(key for key, _ in params if key in _MATTN_KEYS))
+    return settings, ignored
 
 
 def _driver_path(location: str) -> str | None:

@@ -101,6 +101,23 @@ def test_the_root_file_keeps_max_10_and_acknowledges_it() -> None:
         ("file:/w/s.db?_locking=NORMAL&_locking_mode=EXCLUSIVE", "mattn", None, "NORMAL", None, "/w/s.db"),
         ("file:/w/s.db?_auth&_auth_pass=x&_journal_mode=WAL&", "mattn", "WAL", None, None, "/w/s.db"),
         ("file:/w/s.db?_pragma=journal_mode=wal", "modernc", "WAL", None, None, "/w/s.db"),
+        ("file:/w/s.db?_journal_mode=WAL&_journal=", "mattn", None, None, None, "/w/s.db"),
+        (
+            "file:/w/s.db?_pragma=journal_mode=DELETE&_pragma=journal_mode(WAL)",
+            "modernc",
+            "DELETE",
+            None,
+            None,
+            "/w/s.db",
+        ),
+        (
+            "file:/w/s.db?_pragma=journal_mode(DELETE)&_pragma=journal_mode=WAL",
+            "modernc",
+            "WAL",
+            None,
+            None,
+            "/w/s.db",
+        ),
     ],
 )
 def test_sqlite_urls_are_read_as_their_driver_reads_them(
@@ -123,6 +140,8 @@ def test_sqlite_urls_are_read_as_their_driver_reads_them(
         ("sqlite:///x.db?_busy_timeout=soon", "mattn", "busy timeout"),
         ("file:x.db?_pragma=journal_mode", "modernc", r"neither name\(value\) nor name=value"),
         ("sqlite://", "mattn", "names no database file"),
+        ("file:/w/s.db?_journal_mode=WAL&_txlock=immediate;", "mattn", "refuses"),
+        ("file:/w/s.db?_journal_mode=WAL&x=%zz", "mattn", "two hex digits"),
         ("postgres://u@h/db", "python", "a SQLAlchemy SQLite URL"),
     ],
 )
