@@ -105,10 +105,18 @@ def _load(text: str, filename: str) -> tuple[DesiredState, PositionedDocument]:
         raise DesiredStateError(
             [Finding(filename, 1, 1, "CR001", "", "expected a mapping with `services:` at the top")]
         )
+    duplicates = [
+        Finding(filename, d.mark.line, d.mark.column, "CR004", _field_name(d.path), d.reason)
+        for d in document.duplicates
+    ]
     try:
         state = DesiredState.model_validate(document.value)
     except ValidationError as error:
-        raise DesiredStateError([_finding(filename, document, e) for e in error.errors()]) from None
+        raise DesiredStateError(
+            [*duplicates, *(_finding(filename, document, e) for e in error.errors())]
+        ) from None
+    if duplicates:  # the document reads as valid with one of each pair, but which one was meant is unknown
+        raise DesiredStateError(duplicates)
     return _resolve(state, document, filename), document
 
 

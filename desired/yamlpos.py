@@ -43,6 +43,7 @@ class PositionedDocument:
     value: Any
     key_marks: dict[Path, Mark]
     value_marks: dict[Path, Mark]
+    duplicates: tuple[YamlSyntaxError, ...] = ()  # keys given twice: errors, reported with all the others
 
     def locate(self, path: Path, *, at_key: bool = False) -> Mark:
         """The closest known position for `path`, walking up to its parents when needed."""
@@ -66,6 +67,7 @@ class _Builder:
         self.key_marks: dict[Path, Mark] = {}
         self.value_marks: dict[Path, Mark] = {}
         self.nodes = 0
+        self.duplicates: list[YamlSyntaxError] = []
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         if len(path) > _MAX_DEPTH:
@@ -95,9 +97,14 @@ class _Builder:
             key = self._key(key_node)
             if key in seen:
                 first = seen[key]
-                raise YamlSyntaxError(
-                    _mark(key_node), f"duplicate key {key!r} (first given at line {first.line})", (*path, key)
+                self.duplicates.append(
+                    YamlSyntaxError(
+                        _mark(key_node),
+                        f"duplicate key {key!r} (first given at line {first.line})",
+                        (*path, key),
+                    )
                 )
+                continue
             seen[key] = _mark(key_node)
         try:
             self.loader.flatten_mapping(node)  # resolves `<<: *anchor`; own keys follow merged ones
@@ -153,4 +160,4 @@ def parse_yaml(text: str) -> PositionedDocument:
         value = builder.build(node, ())
     except RecursionError:
         raise YamlSyntaxError(_mark(node), "the document refers to itself through an alias") from None
-    return PositionedDocument(value, builder.key_marks, builder.value_marks)
+    return PositionedDocument(value, builder.key_marks, builder.value_marks, tuple(builder.duplicates))

@@ -122,6 +122,6 @@ def test_anchors_aliases_and_duplicate_keys(first: str, second: str, a: Any, b: 
         try:
             check_desired_text(text)
         except DesiredStateError as error:
-            assert [f.code for f in error.findings] == ["CR004"]
+            assert "CR004" in [f.code for f in error.findings]
         else:
             raise AssertionError("a duplicate key was accepted")
