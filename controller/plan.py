@@ -20,8 +20,8 @@ from controller.diff import (
     manages_template,
     owned_fields,
 )
-from controller.model import ObservedService
-from desired import DesiredState, ServiceKey, ServiceSpec
+from controller.model import CLIENT_NAME, ObservedService
+from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
 
 __all__ = [
     "EXIT_DRIFT",
@@ -64,10 +64,21 @@ class ServicePlan:
     observed: ObservedService | None = None
     notes: tuple[str, ...] = ()  # what a person should know that changes nothing in the plan
     out_of_band: tuple[str, ...] = ()  # paths someone else changed since this controller applied them
+    policy: OutOfBandPolicy = OutOfBandPolicy.REVERT
+
+    @property
+    def writes(self) -> tuple[FieldChange, ...]:
+        """What apply would write: all changes, but under `report` not the ones others made, under `stop`
+        nothing once others made any."""
+        if not self.out_of_band or self.policy is OutOfBandPolicy.REVERT:
+            return self.changes
+        if self.policy is OutOfBandPolicy.STOP:
+            return ()
+        return tuple(change for change in self.changes if change.path not in self.out_of_band)
 
     @property
     def creates_revision(self) -> bool:
-        return any(change.field.creates_revision for change in self.changes)
+        return any(change.field.creates_revision for change in self.writes)
 
 
 @dataclass(frozen=True)
@@ -102,17 +113,33 @@ def plan_service(
     except TargetError as target_error:
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
     out_of_band = out_of_band_paths(changes, observed)
-    notes = _out_of_band_note(out_of_band, observed) + traffic_notes(spec, observed) + _unevaluated(spec)
+    notes = _out_of_band_note(out_of_band, observed, spec.out_of_band) + traffic_notes(spec, observed)
+    notes += _unevaluated(spec)
     if (
         blocked_by and changes
     ):  # a policy error blocks a write; with nothing to write there is nothing to block
         return ServicePlan(
-            spec.key, PlanStatus.BLOCKED, changes, f"not applied: {blocked_by}", observed, notes, out_of_band
+            spec.key,
+            PlanStatus.BLOCKED,
+            changes,
+            f"not applied: {blocked_by}",
+            observed,
+            notes,
+            out_of_band,
+            spec.out_of_band,
         )
     if observed.failure and not changes:  # nothing to write would fix it: report, do not retry
         return ServicePlan(spec.key, PlanStatus.FAILED, (), f"Cloud Run: {observed.failure}", observed, notes)
     status = PlanStatus.DRIFTED if changes else PlanStatus.IN_SYNC
-    return ServicePlan(spec.key, status, changes, observed=observed, notes=notes, out_of_band=out_of_band)
+    return ServicePlan(
+        spec.key,
+        status,
+        changes,
+        observed=observed,
+        notes=notes,
+        out_of_band=out_of_band,
+        policy=spec.out_of_band,
+    )
 
 
 def out_of_band_paths(changes: tuple[FieldChange, ...], observed: ObservedService) -> tuple[str, ...]:
@@ -137,14 +164,26 @@ def applied_record(spec: ServiceSpec, observed: ObservedService, kept: tuple[str
     return json.dumps({"v": 1, "fields": dict(sorted(fields.items()))}, separators=(",", ":"))
 
 
-def _out_of_band_note(paths: tuple[str, ...], observed: ObservedService) -> tuple[str, ...]:
-    """Say who made the drift when it was not made in the desired file (Terraform would not)."""
+def _out_of_band_note(
+    paths: tuple[str, ...], observed: ObservedService, policy: OutOfBandPolicy
+) -> tuple[str, ...]:
+    """Say who made the drift when it was not made in the desired file (Terraform would not), and what the
+    service's policy will do about it."""
     if not paths:
         return ()
-    writer = observed.last_modifier or "an unknown writer"
-    writer += f" with {observed.client}" if observed.client else ""
+    if observed.client == CLIENT_NAME:  # this controller wrote since (keeping their change under `report`)
+        writer = "someone else, before this controller's last write"
+    else:
+        writer = (observed.last_modifier or "an unknown writer") + (
+            f" with {observed.client}" if observed.client else ""
+        )
     changed = ", ".join(paths)
-    return (f"changed on the service since this controller applied it: {changed}; last written by {writer}",)
+    will = {
+        OutOfBandPolicy.REVERT: "apply reverts it (outOfBand: revert)",
+        OutOfBandPolicy.REPORT: "apply keeps it as they left it (outOfBand: report)",
+        OutOfBandPolicy.STOP: "apply writes nothing to this service until a person decides (outOfBand: stop)",
+    }[policy]
+    return (f"changed on the service since this controller applied it: {changed}, by {writer}; {will}",)
 
 
 def _unevaluated(spec: ServiceSpec) -> tuple[str, ...]:

@@ -148,7 +148,7 @@ def _decide(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decisio
     """Revert writes everything; report writes only what changed in the file; stop writes nothing."""
     others = service_plan.out_of_band
     if not others or spec.out_of_band is OutOfBandPolicy.REVERT:
-        return _Decision(service_plan.changes)
+        return _Decision(service_plan.writes)
     observed = service_plan.observed
     writer = observed.last_modifier if observed and observed.last_modifier else "someone else"
     changed = f"{writer} changed {', '.join(others)} since this controller applied it"
@@ -157,7 +157,7 @@ def _decide(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decisio
         return _Decision(
             outcome=ServiceOutcome(spec.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
         )
-    ours = tuple(c for c in service_plan.changes if c.path not in others)
+    ours = service_plan.writes
     if not ours:
         message = f"not reverted (outOfBand: report): {changed}"
         return _Decision(

@@ -290,7 +290,7 @@ def test_an_out_of_band_change_names_its_author_and_revert_writes_it_back(
     result = reconcile(_with_policy("revert"), gateway, dry_run=False)
     (service,) = result.plan.services
     assert service.out_of_band == ("template.timeout",)
-    assert "last written by user:alice@example.com with gcloud" in service.notes[0]
+    assert "by user:alice@example.com with gcloud; apply reverts it" in service.notes[0]
     assert result.outcomes[0].result is ApplyResult.APPLIED
     assert client.get_service(name=REFERENCE).template.timeout.total_seconds() == 3600
 
@@ -432,3 +432,18 @@ def test_a_failed_revision_stays_failed_when_only_service_level_fields_change(
     after = client.get_service(name=REFERENCE)
     assert (after.latest_ready_revision, after.latest_created_revision) == (ready, created)
     assert reconcile(root_desired(), gateway, dry_run=True).plan.services[0].status is PlanStatus.FAILED
+
+
+def test_the_plan_says_what_report_and_stop_will_do(reference: Emulator, gateway: CloudRunServices) -> None:
+    reconcile(_with_policy("report"), gateway, dry_run=False)
+    _person_sets_timeout(reference, 300)
+    kept = reconcile(_with_policy("report", max_instances=5), gateway, dry_run=True).plan.services[0]
+    assert [c.path for c in kept.writes] == ["scaling.max_instance_count"] and not kept.creates_revision
+    assert "apply keeps it as they left it" in kept.notes[0]
+    stopped = reconcile(_with_policy("stop", max_instances=5), gateway, dry_run=True).plan.services[0]
+    assert stopped.writes == () and "apply writes nothing" in stopped.notes[0]
+    reconcile(
+        _with_policy("report", max_instances=5), gateway, dry_run=False
+    )  # writes; keeps alice's timeout
+    after = reconcile(_with_policy("report", max_instances=5), gateway, dry_run=True).plan.services[0]
+    assert "by someone else, before this controller's last write" in after.notes[0]
