@@ -49,10 +49,6 @@ class SqliteUrl:
     busy_timeout_ms: int | None = None
     ignored: tuple[str, ...] = ()  # keys this dialect does not read
 
-    @property
-    def is_absolute(self) -> bool:
-        return self.path is not None and self.path.startswith("/")
-
 
 def is_server_url(value: str) -> bool:
     """Whether `value` names a database server (postgres://, mysql://, …), which SQLite cannot open."""
