@@ -1,4 +1,4 @@
-"""The gRPC face of the emulator: Cloud Run's `Services` and `Operations` methods on loopback.
+"""The gRPC face of the emulator: Cloud Run's `Services`, `Operations` and Monitoring's `ListTimeSeries`.
 
 Owns the wire: method paths and (de)serialisers exactly as the `google-cloud-run` client's transport uses
 them, `ApiError` → gRPC status (field violations in the status details, as Google's APIs send them),
@@ -12,11 +12,12 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.cloud import run_v2
+from google.cloud import monitoring_v3, run_v2
 from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from emulator.monitoring import MetricStore
 from emulator.store import ApiError, ServiceStore
 
 __all__ = ["Emulator"]
@@ -33,6 +34,7 @@ class Emulator:
 
     def __init__(self, store: ServiceStore | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = store or ServiceStore()
+        self.metrics = MetricStore()
         # No SO_REUSEPORT: a second emulator on a busy port must fail, not share it and answer half the calls.
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)]
@@ -93,9 +95,17 @@ class Emulator:
         operations = {
             "GetOperation": (operations_pb2.GetOperationRequest, lambda r, p: store.get_operation(r.name)),
         }
+        metrics = self.metrics
+        monitoring = {
+            "ListTimeSeries": (
+                _pb(monitoring_v3.ListTimeSeriesRequest),
+                lambda r, p: metrics.list_time_series(r),
+            ),
+        }
         handlers = {
             **{f"/google.cloud.run.v2.Services/{m}": spec for m, spec in services.items()},
             **{f"/google.longrunning.Operations/{m}": spec for m, spec in operations.items()},
+            **{f"/google.monitoring.v3.MetricService/{m}": spec for m, spec in monitoring.items()},
         }
         return _GenericHandler(
             {
