@@ -12,11 +12,12 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from google.cloud import monitoring_v3, run_v2
+from google.cloud import logging_v2, monitoring_v3, run_v2
 from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from emulator.logmetrics import LogMetricStore
 from emulator.monitoring import MetricStore
 from emulator.store import ApiError, ServiceStore
 
@@ -35,6 +36,7 @@ class Emulator:
     def __init__(self, store: ServiceStore | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = store or ServiceStore()
         self.metrics = MetricStore()
+        self.log_metrics = LogMetricStore()
         # No SO_REUSEPORT: a second emulator on a busy port must fail, not share it and answer half the calls.
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)]
@@ -102,10 +104,30 @@ class Emulator:
                 lambda r, p: metrics.list_time_series(r),
             ),
         }
+        log_metrics = self.log_metrics
+        logging = {
+            "GetLogMetric": (
+                _pb(logging_v2.types.GetLogMetricRequest),
+                lambda r, p: log_metrics.get(r.metric_name),
+            ),
+            "ListLogMetrics": (
+                _pb(logging_v2.types.ListLogMetricsRequest),
+                lambda r, p: log_metrics.list(r.parent),
+            ),
+            "CreateLogMetric": (
+                _pb(logging_v2.types.CreateLogMetricRequest),
+                lambda r, p: log_metrics.create(r.parent, r.metric),
+            ),
+            "UpdateLogMetric": (
+                _pb(logging_v2.types.UpdateLogMetricRequest),
+                lambda r, p: log_metrics.update(r.metric_name, r.metric),
+            ),
+        }
         handlers = {
             **{f"/google.cloud.run.v2.Services/{m}": spec for m, spec in services.items()},
             **{f"/google.longrunning.Operations/{m}": spec for m, spec in operations.items()},
             **{f"/google.monitoring.v3.MetricService/{m}": spec for m, spec in monitoring.items()},
+            **{f"/google.logging.v2.MetricsServiceV2/{m}": spec for m, spec in logging.items()},
         }
         return _GenericHandler(
             {
