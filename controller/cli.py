@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     emulator = commands.add_parser("emulator", parents=[common], help="run the local Cloud Run API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8085)
+    emulator.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="also serve the HTTP control endpoint (seed, edit, faults, points) on 127.0.0.1:PORT",
+    )
     emulator.add_argument(
         "--seed",
         action="append",
@@ -287,6 +295,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # its own line for a busy port; ours says it better
     from emulator import ApiError, Emulator, SeedError, load_seed_file
+    from emulator.admin import AdminServer
 
     try:
         services = [service for path in args.seed for service in load_seed_file(path)]
@@ -299,15 +308,24 @@ def _emulator(args: argparse.Namespace) -> int:
     except (OSError, ApiError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        admin = None if args.admin_port is None else AdminServer(server, args.admin_port).start()
+    except OSError as error:
+        print(f"error: cannot serve the control endpoint: {error}", file=sys.stderr)
+        return EXIT_ERROR
     server.start()
 
     def stop(signum: int, _: FrameType | None) -> None:
+        if admin is not None:
+            threading.Thread(target=admin.stop, daemon=True).start()
         server.stop(grace=1.0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     seeded = len(server.store.list_names())
     print(f"Cloud Run API emulator listening on {server.address} ({seeded} service(s) seeded)")
+    if admin is not None:
+        print(f"control endpoint on http://{admin.address}/v1/ (seed, edit, faults, points, settings, calls)")
     print(f"export CLOUD_RUN_EMULATOR_HOST={server.address}", flush=True)
     server.wait()
     return 0

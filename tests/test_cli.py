@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -251,3 +252,56 @@ def test_server_dry_run_json_carries_the_verdict_and_the_exit_code(
     assert document["services"][0]["outcome"]["message"].startswith(
         "server dry run: rejected: INVALID_ARGUMENT"
     )
+
+
+def test_the_standalone_emulator_is_driven_through_its_control_endpoint(tmp_path: Path) -> None:
+    """Seed, an out-of-band edit as a person, a fault, and the call counts, all over loopback HTTP."""
+    import urllib.request
+
+    process = subprocess.Popen(
+        [*COMMAND, "emulator", "--port", "0", "--admin-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        admin = next(
+            line.split("http://", 1)[1].split("/", 1)[0] for line in lines if "control endpoint" in line
+        )
+        grpc_address = next(line.strip().split("=", 1)[1] for line in lines if line.startswith("export "))
+
+        def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            request = urllib.request.Request(
+                f"http://{admin}{path}",
+                json.dumps(body).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.loads(answer.read())  # type: ignore[no-any-return]
+
+        post("/v1/services", yaml.safe_load(SEED.read_text())["services"][0])
+        env = {"CLOUD_RUN_EMULATOR_HOST": grpc_address}
+        assert run("apply", env=env).returncode == 0
+        post(
+            "/v1/edit",
+            {
+                "name": "projects/demo-project/locations/us-central1/services/cagent-api",
+                "principal": "user:alice@example.com",
+                "client": "gcloud",
+                "service": {"template": {"timeout": "300s"}},
+            },
+        )
+        drifted = run("plan", env=env)
+        assert drifted.returncode == 2 and "by user:alice@example.com with gcloud" in drifted.stdout
+        post("/v1/faults", {"method": "ListServices", "count": 10, "code": "PERMISSION_DENIED"})
+        assert run("plan", env=env).returncode == 1
+        with urllib.request.urlopen(f"http://{admin}/v1/calls", timeout=10) as answer:
+            calls = json.loads(answer.read())
+        assert calls["UpdateService"] == 1 and calls["ListServices"] >= 3
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0

@@ -1,0 +1,135 @@
+"""A small HTTP control surface for the standalone emulator, on loopback: what tests do in-process.
+
+Owns JSON endpoints that drive the stores the gRPC API serves:
+    POST /v1/services   a v2 Service JSON: seed it
+    POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in}}
+    POST /v1/faults     {"method", "count", "code"} or {"method", "share", "code", "seed"}; {"clear": true}
+    POST /v1/points     {"metric_type", "value", "end" (RFC 3339), "resource_labels", "metric_labels"}
+    POST /v1/settings   {"operation_polls": N | null, "failing_revisions": "message" | null}
+    GET  /v1/calls      calls served, by method
+Errors answer 400 with {"error": …}. Nothing here is reachable off the machine: it binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from emulator.rules import ApiError
+from emulator.seed import SeedError, service_from_dict
+
+__all__ = ["AdminServer"]
+
+
+class AdminServer:
+    """The control endpoint of one running `Emulator`."""
+
+    def __init__(self, emulator: Any, port: int = 0) -> None:
+        self._emulator = emulator
+        handler = type("Handler", (_Handler,), {"emulator": emulator})
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> AdminServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: Any
+
+    def log_message(self, *_: Any) -> None:  # the emulator prints nothing per request
+        return
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/calls":
+            self._answer(200, dict(self.emulator.store.calls))
+        else:
+            self._answer(404, {"error": f"no such endpoint: GET {self.path}"})
+
+    def do_POST(self) -> None:
+        routes = {
+            "/v1/services": self._seed,
+            "/v1/edit": self._edit,
+            "/v1/faults": self._faults,
+            "/v1/points": self._points,
+            "/v1/settings": self._settings,
+        }
+        route = routes.get(self.path)
+        if route is None:
+            self._answer(404, {"error": f"no such endpoint: POST {self.path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            self._answer(200, route(body))
+        except (ValueError, KeyError, TypeError, SeedError, ApiError, json_format.ParseError) as error:
+            self._answer(400, {"error": str(error)})
+
+    def _answer(self, status: int, document: Any) -> None:
+        data = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _seed(self, body: dict[str, Any]) -> dict[str, Any]:
+        stored = self.emulator.store.seed(service_from_dict(body, "POST /v1/services"))
+        return {"name": stored.name, "etag": stored.etag}
+
+    def _edit(self, body: dict[str, Any]) -> dict[str, Any]:
+        def change(service: Any) -> None:
+            json_format.ParseDict(
+                body.get("service", {}), service
+            )  # merges: lists are appended, so send whole
+
+        edited = self.emulator.store.edit(
+            body["name"],
+            change,
+            principal=body.get("principal", "user:operator@example.com"),
+            client=body.get("client", ""),
+        )
+        return {"name": edited.name, "etag": edited.etag, "generation": edited.generation}
+
+    def _faults(self, body: dict[str, Any]) -> dict[str, Any]:
+        faults = self.emulator.store.faults
+        if body.get("clear"):
+            faults.clear()
+            return {"cleared": True}
+        code = grpc.StatusCode[body.get("code", "UNAVAILABLE")]
+        if "share" in body:
+            faults.fail_share(body["method"], float(body["share"]), code, int(body.get("seed", 0)))
+        else:
+            faults.fail_next(body["method"], int(body.get("count", 1)), code)
+        return {"method": body["method"], "code": code.name}
+
+    def _points(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.emulator.metrics.add_point(
+            body["metric_type"],
+            int(body["value"]),
+            datetime.fromisoformat(body["end"]),
+            resource_labels=body.get("resource_labels", {}),
+            metric_labels=body.get("metric_labels", {}),
+            resource_type=body.get("resource_type", "cloud_run_revision"),
+        )
+        return {"added": 1}
+
+    def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
+        store = self.emulator.store
+        if "operation_polls" in body:
+            store.operation_polls = body["operation_polls"]
+        if "failing_revisions" in body:
+            store.failing_revisions = body["failing_revisions"]
+        return {"operation_polls": store.operation_polls, "failing_revisions": store.failing_revisions}
