@@ -3,7 +3,8 @@
 Owns JSON endpoints that drive the stores the gRPC API serves:
     POST /v1/services   a v2 Service JSON: seed it
     POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in}}
-    POST /v1/faults     {"method", "count", "code"} or {"method", "share", "code", "seed"}; {"clear": true}
+    POST /v1/faults     {"method", "count", "code"}, {"method", "share", "code", "seed"},
+                        {"method", "latency"} (seconds), or {"clear": true}
     POST /v1/points     {"metric_type", "value", "end" (RFC 3339), "resource_labels", "metric_labels"}
     POST /v1/settings   {"operation_polls": N | null, "failing_revisions": "message" | null}
     GET  /v1/calls      calls served, by method
@@ -108,6 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("clear"):
             faults.clear()
             return {"cleared": True}
+        if "latency" in body:
+            faults.add_latency(body["method"], float(body["latency"]))
+            return {"method": body["method"], "latency": float(body["latency"])}
         code = grpc.StatusCode[body.get("code", "UNAVAILABLE")]
         if "share" in body:
             faults.fail_share(body["method"], float(body["share"]), code, int(body.get("seed", 0)))

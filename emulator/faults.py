@@ -1,13 +1,16 @@
 """Failures to inject into the emulator's API, per method, for tests and soak runs.
 
-Owns two kinds: the next N calls of a method fail with a chosen code (deterministic), and a share of calls
-fail at random from a seeded generator (repeatable). Thread-safe; the gRPC layer asks before each call.
+Owns three kinds: the next N calls of a method fail with a chosen code (deterministic), a share of calls
+fail at random from a seeded generator (repeatable), and added latency per method (through an injectable
+`sleep`, so tests count delays instead of timing them). Thread-safe; the gRPC layer asks before each call.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,7 +33,14 @@ class Faults:
 
     _next: dict[str, list[ApiError]] = field(default_factory=dict)
     _shares: dict[str, _Share] = field(default_factory=dict)
+    _latency: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    sleep: Callable[[float], None] = time.sleep
+
+    def add_latency(self, method: str, seconds: float) -> None:
+        """Every later call of `method` waits `seconds` before it is answered (0 removes it)."""
+        with self._lock:
+            self._latency[method] = seconds
 
     def fail_next(
         self,
@@ -55,9 +65,14 @@ class Faults:
         with self._lock:
             self._next.clear()
             self._shares.clear()
+            self._latency.clear()
 
     def take(self, method: str) -> ApiError | None:
-        """The failure for this call of `method`, if any."""
+        """Wait the method's added latency, then return the failure for this call, if any."""
+        with self._lock:
+            delay = self._latency.get(method, 0.0)
+        if delay > 0:
+            self.sleep(delay)
         with self._lock:
             queued = self._next.get(method)
             if queued:

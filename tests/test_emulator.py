@@ -292,3 +292,16 @@ def test_an_out_of_band_edit_is_recorded_as_its_author(
         "gcloud",
         120,
     )
+
+
+def test_added_latency_delays_each_call_of_its_method(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    """The delay goes through an injected sleep: counted, not timed."""
+    slept: list[float] = []
+    reference.store.faults.sleep = slept.append
+    reference.store.faults.add_latency("GetService", 0.25)
+    client.get_service(name=REFERENCE)
+    client.get_service(name=REFERENCE)
+    client.list_services(parent="projects/demo-project/locations/us-central1")
+    assert slept == [0.25, 0.25]
