@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -20,18 +20,15 @@ from google.api import metric_pb2
 from google.cloud import logging_v2
 
 from emulator.rules import ApiError
+from emulator.store import utc_now
 
 __all__ = ["LogMetricStore"]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class LogMetricStore:
     """Log-based metrics by full name; thread-safe."""
 
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._metrics: dict[str, Any] = {}

@@ -36,7 +36,7 @@ class Emulator:
     def __init__(self, store: ServiceStore | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store = store or ServiceStore()
         self.metrics = MetricStore()
-        self.log_metrics = LogMetricStore()
+        self.log_metrics = LogMetricStore(self.store.clock)  # one clock for every API
         # No SO_REUSEPORT: a second emulator on a busy port must fail, not share it and answer half the calls.
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)]

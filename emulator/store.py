@@ -35,15 +35,16 @@ _MAX_PAGE_SIZE = 1000
 DEFAULT_PRINCIPAL = "user:operator@example.com"
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The emulator's default clock; tests pass their own."""
     return datetime.now(UTC)
 
 
 class ServiceStore:
     """Services by full name, their revisions, and the operations that changed them."""
 
-    def __init__(self, clock: Callable[[], datetime] = _now) -> None:
-        self._clock = clock
+    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._services: dict[str, ServicePb] = {}
         self._revisions: dict[str, dict[str, bytes]] = {}  # service → revision name → template
@@ -229,7 +230,7 @@ class ServiceStore:
 
     def _timestamp(self) -> timestamp_pb2.Timestamp:
         stamp = timestamp_pb2.Timestamp()
-        stamp.FromDatetime(self._clock())
+        stamp.FromDatetime(self.clock())
         return stamp
 
     def _check_revision_name(self, service: ServicePb, requested: str) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-@pytest.fixture
-def standalone_emulator() -> Iterator[str]:
-    """`cloudrun-reconciler emulator` in its own process, seeded from the demo's file; yields host:port."""
+@contextmanager
+def _standalone(*options: str) -> Iterator[tuple[str, list[str]]]:
+    """`cloudrun-reconciler emulator` in its own process; yields its host:port and the lines it printed."""
     process = subprocess.Popen(
-        [*COMMAND, "emulator", "--port", "0", "--seed", str(SEED)],
+        [*COMMAND, "emulator", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -42,16 +43,25 @@ def standalone_emulator() -> Iterator[str]:
     )
     try:
         assert process.stdout is not None
-        address = ""
+        lines: list[str] = []
         for line in process.stdout:
+            lines.append(line)
             if line.startswith("export CLOUD_RUN_EMULATOR_HOST="):
-                address = line.strip().split("=", 1)[1]
                 break
-        assert address, process.stderr.read() if process.stderr else "no address"
-        yield address
+        assert lines and lines[-1].startswith("export "), (
+            process.stderr.read() if process.stderr else "no address"
+        )
+        yield lines[-1].strip().split("=", 1)[1], lines
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+@pytest.fixture
+def standalone_emulator() -> Iterator[str]:
+    """The standalone emulator, seeded from the demo's file; yields host:port."""
+    with _standalone("--seed", str(SEED)) as (address, _):
+        yield address
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -258,20 +268,10 @@ def test_the_standalone_emulator_is_driven_through_its_control_endpoint(tmp_path
     """Seed, an out-of-band edit as a person, a fault, and the call counts, all over loopback HTTP."""
     import urllib.request
 
-    process = subprocess.Popen(
-        [*COMMAND, "emulator", "--port", "0", "--admin-port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
+    with _standalone("--admin-port", "0") as (grpc_address, lines):
         admin = next(
             line.split("http://", 1)[1].split("/", 1)[0] for line in lines if "control endpoint" in line
         )
-        grpc_address = next(line.strip().split("=", 1)[1] for line in lines if line.startswith("export "))
 
         def post(path: str, body: dict[str, object]) -> dict[str, object]:
             request = urllib.request.Request(
@@ -302,6 +302,3 @@ def test_the_standalone_emulator_is_driven_through_its_control_endpoint(tmp_path
         with urllib.request.urlopen(f"http://{admin}/v1/calls", timeout=10) as answer:
             calls = json.loads(answer.read())
         assert calls["UpdateService"] == 1 and calls["ListServices"] >= 3
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0

@@ -83,12 +83,9 @@ def test_more_credential_spellings_are_masked(text: str, shown: str) -> None:
     assert redact_text(text) == shown
 
 
-def test_redaction_is_linear_on_hostile_values() -> None:
-    """A 32 KiB value of many scheme prefixes: the old pattern backtracked for seconds."""
-    import time
-
-    hostile = "a://" * 8000
-    started = time.process_time()
-    for _ in range(20):
-        redact_text(hostile)
-    assert time.process_time() - started < 2.0  # CPU time, not wall time: tens of ms when linear
+def test_hostile_values_are_read_as_credentials_only_where_they_have_that_shape() -> None:
+    """Shapes that made the old patterns backtrack (their cost is in benchmarks/bench_redact.py)."""
+    assert redact_text("a://" * 8000) == "a://" * 8000
+    assert redact_text("x:y@" * 8000) == "x:***@" + "x:y@" * 7999
+    assert redact_text(" a:b@c(" * 4000) == " a:***@c(" * 4000
+    assert redact_text("?key=" * 6000 + "a") == "?key=***"
