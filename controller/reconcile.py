@@ -8,8 +8,10 @@ applied. One failed service never aborts the pass. Dry run is this same pass wit
 
 from __future__ import annotations
 
+import contextvars
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -17,12 +19,21 @@ from typing import Protocol
 import structlog
 
 from controller.diff import FieldChange, ManagedField, TargetError, diff_service
-from controller.errors import ConflictError, ReconcilerError
+from controller.errors import ConflictError, PermanentError, ReconcilerError
 from controller.model import APPLIED_ANNOTATION, LiveService
 from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
+from controller.show import format_value
 from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
 
-__all__ = ["ApplyResult", "PassResult", "ServiceOutcome", "ServicesGateway", "observe_fleet", "reconcile"]
+__all__ = [
+    "ApplyResult",
+    "PassResult",
+    "ServiceOutcome",
+    "ServicesGateway",
+    "error_kind",
+    "observe_fleet",
+    "reconcile",
+]
 
 _log = structlog.get_logger(__name__)
 MAX_CONFLICT_RETRIES = 3
@@ -58,6 +69,8 @@ class ServiceOutcome:
     etag_before: str = ""
     etag_after: str = ""
     revision: str = ""
+    error_kind: str = ""  # "transient" or "permanent" when the service could not be read or written
+    reverted: tuple[str, ...] = ()  # paths written back after someone else had changed them
 
 
 @dataclass(frozen=True)
@@ -73,9 +86,11 @@ class PassResult:
 
 
 def observe_fleet(
-    desired: DesiredState, gateway: ServicesGateway
+    desired: DesiredState, gateway: ServicesGateway, kinds: dict[ServiceKey, str] | None = None
 ) -> tuple[dict[ServiceKey, LiveService], dict[ServiceKey, str]]:
-    """The live state of every declared service, read with one list call per project and region."""
+    """The live state of every declared service, read with one list call per project and region.
+
+    `kinds`, when given, receives the kind of error ("transient" or "permanent") of each unread service."""
     wanted: dict[tuple[str, str], list[ServiceKey]] = defaultdict(list)
     for spec in desired.services:
         wanted[(spec.key.project, spec.key.region)].append(spec.key)
@@ -87,9 +102,19 @@ def observe_fleet(
         except ReconcilerError as error:
             _log.warning("observe_failed", project=project, region=region, error=str(error), code=error.code)
             errors.update({key: f"cannot list services: {error}" for key in keys})
+            if kinds is not None:
+                kinds.update({key: error_kind(error) for key in keys})
             continue
         live.update({key: found[key] for key in keys if key in found})
     return live, errors
+
+
+def error_kind(error: Exception) -> str:
+    """How a failure is retried: "permanent" errors wait the longest backoff, "transient" ones grow."""
+    return "permanent" if isinstance(error, PermanentError | TargetError) else "transient"
+
+
+Proceed = Callable[[], bool]
 
 
 def reconcile(
@@ -99,25 +124,61 @@ def reconcile(
     dry_run: bool,
     blocked: Mapping[ServiceKey, str] | None = None,
     server_dry_run: bool = False,
+    held: Mapping[ServiceKey, frozenset[str]] | None = None,
+    deferred: Mapping[ServiceKey, str] | None = None,
+    workers: int = 1,
+    proceed: Proceed | None = None,
 ) -> PassResult:
     """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors.
 
     With `dry_run` and `server_dry_run`, each drifted service's update is sent with `validate_only`, so the
-    API itself says whether it would accept it; nothing is stored."""
-    live, errors = observe_fleet(desired, gateway)
+    API itself says whether it would accept it; nothing is stored. The long-running loop adds: `held`
+    paths (the flap guard's) are never written; `deferred` services (backing off) are planned and not
+    written; up to `workers` services are written at once; once `proceed()` is false (a pass timeout, a
+    shutdown) no further service is started, and those not started say so."""
+    kinds: dict[ServiceKey, str] = {}
+    live, errors = observe_fleet(desired, gateway, kinds)
     plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors, blocked)
-    outcomes = []
-    for spec, service_plan in zip(desired.services, plan.services, strict=True):
+    held, deferred = held or {}, deferred or {}
+
+    def one(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
         log = _log.bind(service=spec.name, project=spec.key.project, region=spec.key.region)
         for change in service_plan.changes:
-            log.info("drift_detected", field=change.path)
+            log.info(
+                "drift_detected",
+                field=change.path,
+                old=format_value(change, change.old),
+                new=format_value(change, change.new),
+                by_others=change.path in service_plan.out_of_band,
+            )
+        if service_plan.status is PlanStatus.ERROR and spec.key in kinds:
+            return _not_applied(service_plan, dry_run, kinds[spec.key])
         if service_plan.status is PlanStatus.DRIFTED and dry_run and server_dry_run:
-            outcomes.append(_validated(service_plan, live[spec.key], gateway))
-            continue
+            return _validated(service_plan, live[spec.key], gateway)
         if service_plan.status is not PlanStatus.DRIFTED or dry_run:
-            outcomes.append(_not_applied(service_plan, dry_run))
-            continue
-        outcomes.append(_apply_service(spec, service_plan, live[spec.key], gateway, log))
+            return _not_applied(service_plan, dry_run)
+        if spec.key in deferred:
+            etag = live[spec.key].observed.etag
+            return ServiceOutcome(spec.key, ApplyResult.SKIPPED, deferred[spec.key], (), etag, etag)
+        if proceed is not None and not proceed():
+            etag = live[spec.key].observed.etag
+            message = "not started: the pass was cut short (pass timeout or shutdown)"
+            return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, (), etag, etag)
+        return _apply_service(
+            spec, service_plan, live[spec.key], gateway, log, held.get(spec.key, frozenset())
+        )
+
+    pairs = list(zip(desired.services, plan.services, strict=True))
+    if workers <= 1 or len(pairs) <= 1:
+        outcomes = [one(spec, service_plan) for spec, service_plan in pairs]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
+            # each task runs in a copy of this context, so the pass's bound log fields follow it
+            futures = [
+                pool.submit(contextvars.copy_context().run, one, spec, service_plan)
+                for spec, service_plan in pairs
+            ]
+            outcomes = [future.result() for future in futures]
     return PassResult(plan, tuple(outcomes))
 
 
@@ -144,8 +205,26 @@ class _Decision:
     outcome: ServiceOutcome | None = None
 
 
-def _decide(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decision:
-    """Revert writes everything; report writes only what changed in the file; stop writes nothing."""
+def _decide(
+    spec: ServiceSpec, service_plan: ServicePlan, etag: str, held: frozenset[str] = frozenset()
+) -> _Decision:
+    """Revert writes everything; report writes only what changed in the file; stop writes nothing.
+    Paths `held` by the flap guard are kept as they are, whatever the policy."""
+    decision = _decide_policy(spec, service_plan, etag)
+    if not held or decision.outcome is not None:
+        return decision
+    kept = tuple(c.path for c in decision.changes if c.path in held)
+    if not kept:
+        return decision
+    changes = tuple(c for c in decision.changes if c.path not in held)
+    if not changes:
+        message = f"not corrected (flap guard holds {', '.join(kept)}): see the Conflict condition"
+        outcome = ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
+        return _Decision(outcome=outcome)
+    return _Decision(changes, (*decision.kept, *kept))
+
+
+def _decide_policy(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decision:
     others = service_plan.out_of_band
     if not others or spec.out_of_band is OutOfBandPolicy.REVERT:
         return _Decision(service_plan.writes)
@@ -166,14 +245,16 @@ def _decide(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decisio
     return _Decision(ours, others)
 
 
-def _not_applied(service_plan: ServicePlan, dry_run: bool) -> ServiceOutcome:
+def _not_applied(service_plan: ServicePlan, dry_run: bool, kind: str = "") -> ServiceOutcome:
     etag = service_plan.observed.etag if service_plan.observed else ""
     if service_plan.status is PlanStatus.IN_SYNC:
         return ServiceOutcome(
             service_plan.key, ApplyResult.UNCHANGED, "in sync", etag_before=etag, etag_after=etag
         )
     reason = "dry run: nothing written" if dry_run and service_plan.changes else service_plan.message
-    return ServiceOutcome(service_plan.key, ApplyResult.SKIPPED, reason, etag_before=etag, etag_after=etag)
+    return ServiceOutcome(
+        service_plan.key, ApplyResult.SKIPPED, reason, etag_before=etag, etag_after=etag, error_kind=kind
+    )
 
 
 def _apply_service(
@@ -182,10 +263,14 @@ def _apply_service(
     live: LiveService,
     gateway: ServicesGateway,
     log: structlog.BoundLogger,
+    held: frozenset[str] = frozenset(),
 ) -> ServiceOutcome:
     before = live.observed.etag
     for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
-        decision = _decide(spec, service_plan, live.observed.etag)
+        decision = _decide(spec, service_plan, live.observed.etag, held)
+        if decision.outcome is not None and held and decision.outcome.message.startswith("not corrected"):
+            log.info("flap_guard_holds", fields=sorted(held), result=decision.outcome.result.value)
+            return decision.outcome
         if decision.outcome is not None:
             log.warning(
                 "out_of_band_change",
@@ -208,7 +293,8 @@ def _apply_service(
             try:
                 live = gateway.get_service(spec.key)
             except ReconcilerError as reread_error:
-                return _failed(spec.key, f"re-read after a conflict failed: {reread_error}", before, log)
+                message = f"re-read after a conflict failed: {reread_error}"
+                return _failed(spec.key, message, before, log, error_kind(reread_error))
             service_plan = plan_service(spec, live.observed)
             if service_plan.status is PlanStatus.IN_SYNC:
                 return ServiceOutcome(
@@ -219,18 +305,24 @@ def _apply_service(
                     etag_after=live.observed.etag,
                 )
             if service_plan.status is not PlanStatus.DRIFTED:
-                return _failed(spec.key, f"after a concurrent change: {service_plan.message}", before, log)
+                message = f"after a concurrent change: {service_plan.message}"
+                return _failed(spec.key, message, before, log, "permanent")
             continue
         except ReconcilerError as error:
-            return _failed(spec.key, str(error), before, log)
-        return _verified(spec, decision, before, updated, log)
-    return _failed(
-        spec.key, f"gave up: {MAX_CONFLICT_RETRIES + 1} writes in a row met a concurrent change", before, log
-    )
+            return _failed(spec.key, str(error), before, log, error_kind(error))
+        reverted = tuple(c.path for c in decision.changes if c.path in service_plan.out_of_band)
+        return _verified(spec, decision, before, updated, log, reverted)
+    message = f"gave up: {MAX_CONFLICT_RETRIES + 1} writes in a row met a concurrent change"
+    return _failed(spec.key, message, before, log, "transient")
 
 
 def _verified(
-    spec: ServiceSpec, decision: _Decision, before: str, updated: LiveService, log: structlog.BoundLogger
+    spec: ServiceSpec,
+    decision: _Decision,
+    before: str,
+    updated: LiveService,
+    log: structlog.BoundLogger,
+    reverted: tuple[str, ...] = (),
 ) -> ServiceOutcome:
     """The outcome as the API reports it after the write: in sync but for what was kept, and which
     revision serves."""
@@ -238,10 +330,12 @@ def _verified(
     try:
         residual = [c for c in diff_service(spec, observed) if c.path not in decision.kept]
     except TargetError as error:
-        return _failed(spec.key, f"the service no longer matches the spec: {error}", before, log)
+        message = f"the service no longer matches the spec: {error}"
+        return _failed(spec.key, message, before, log, "permanent")
     if residual:
         fields = ", ".join(change.path for change in residual)
-        return _failed(spec.key, f"the API accepted the update but still differs in {fields}", before, log)
+        message = f"the API accepted the update but still differs in {fields}"
+        return _failed(spec.key, message, before, log, "permanent")
     revision = observed.latest_ready_revision
     serving = f"serving revision {revision}"
     if observed.latest_share < 100:
@@ -250,11 +344,30 @@ def _verified(
     kept = (
         f"; kept {', '.join(decision.kept)} as changed by others (outOfBand: report)" if decision.kept else ""
     )
-    log.info("applied", fields=[c.path for c in changes], etag=observed.etag, revision=revision)
+    log.info(
+        "applied",
+        fields=[c.path for c in changes],
+        reverted=list(reverted),
+        etag=observed.etag,
+        revision=revision,
+    )
     message = f"{len(changes)} field(s) updated; {serving}{kept}"
-    return ServiceOutcome(spec.key, ApplyResult.APPLIED, message, changes, before, observed.etag, revision)
+    return ServiceOutcome(
+        spec.key,
+        ApplyResult.APPLIED,
+        message,
+        changes,
+        before,
+        observed.etag,
+        revision,
+        reverted=reverted,
+    )
 
 
-def _failed(key: ServiceKey, message: str, etag: str, log: structlog.BoundLogger) -> ServiceOutcome:
-    log.error("apply_failed", error=message)
-    return ServiceOutcome(key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
+def _failed(
+    key: ServiceKey, message: str, etag: str, log: structlog.BoundLogger, kind: str
+) -> ServiceOutcome:
+    log.error("apply_failed", error=message, error_kind=kind)
+    return ServiceOutcome(
+        key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag, error_kind=kind
+    )

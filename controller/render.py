@@ -15,7 +15,8 @@ from controller.diff import FieldChange, ManagedField, Value
 from controller.model import GcsVolume
 from controller.plan import Plan, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome
-from desired import Finding, SecretRef, format_duration
+from controller.show import format_value
+from desired import Finding, SecretRef
 from desired.redaction import redact_env_value, redact_text
 
 __all__ = ["outcomes_text", "plan_json", "plan_text"]
@@ -31,26 +32,6 @@ _STATUS_MARK = {
 }
 _COLOR = {"~": "\033[33m", "?": "\033[31m", "!": "\033[31m", "x": "\033[31m", "=": "\033[32m"}
 _RESET = "\033[0m"
-
-
-def format_value(change: FieldChange, value: Value) -> str:
-    """The printable, redacted form of one side of a change."""
-    field = change.field
-    if field is ManagedField.ENV:
-        shown = redact_env_value(change.key, value if isinstance(value, str | SecretRef) else None)
-        return shown if value is None or isinstance(value, SecretRef) else json.dumps(shown)
-    if field in (ManagedField.LABEL, ManagedField.ANNOTATION) and isinstance(value, str):
-        return json.dumps(redact_text(value))
-    if value is None:
-        return "unset"
-    if field is ManagedField.TIMEOUT:
-        assert isinstance(value, int | float)
-        return format_duration(value)
-    if field is ManagedField.CPU_IDLE:
-        return "true (throttled)" if value else "false (always allocated)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _change_line(change: FieldChange, width: int) -> str:
