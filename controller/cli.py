@@ -48,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Set CLOUD_RUN_EMULATOR_HOST=host:port to talk to a local emulator instead of Google Cloud.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="warning", choices=_LEVELS, help="structured logs on stderr")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=_LEVELS,
+        help="structured logs on stderr (default: info for run, warning otherwise)",
+    )
     common = _Parser(add_help=False)  # so `plan --log-level info` works as well
     common.add_argument(
         "--log-level", default=argparse.SUPPRESS, choices=_LEVELS, help="structured logs on stderr"
@@ -77,6 +82,46 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="also send each update with validate_only=true and report the API's verdict",
             )
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="the long-running controller: passes on an interval, HTTP health, metrics and status",
+    )
+    run.add_argument(
+        "-f",
+        "--file",
+        default=os.environ.get("DESIRED_STATE_FILE", DEFAULT_FILE),
+        help="the desired file, polled for changes (default: $DESIRED_STATE_FILE, else desired-state.yaml)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="plan every pass, log and report it, write nothing"
+    )
+    run.add_argument(
+        "--interval", type=_seconds, default=None, help="between passes (default: the file's, else 30s)"
+    )
+    run.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8080),
+        help="HTTP port for /healthz /readyz /metrics /status /reconcile (default: $PORT, else 8080)",
+    )
+    run.add_argument("--host", default="0.0.0.0", help="HTTP address to listen on")
+    run.add_argument("--poll", type=_seconds, default=3.0, help="how often the file's hash is read (3s)")
+    run.add_argument("--pass-timeout", type=_seconds, default=120.0, help="a pass starts no write after this")
+    run.add_argument("--workers", type=int, default=4, help="services written at once (4)")
+    run.add_argument(
+        "--flap-limit",
+        type=int,
+        default=3,
+        help="reverts of one field by others within an hour before the flap guard holds it (3)",
+    )
+    run.add_argument(
+        "--shutdown-grace",
+        type=_seconds,
+        default=8.0,
+        help="on SIGTERM, how long in-flight writes may finish before they are abandoned (8s)",
+    )
 
     demo = commands.add_parser(
         "demo", parents=[common], help="plan and apply the reference service against an in-process emulator"
@@ -122,10 +167,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    """A duration flag: `30s`, `0.5s`, `2m`, `1h30m`, or a plain number of seconds."""
+    import re
+
+    from desired import parse_duration
+
+    try:
+        plain = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)s?", text.strip())
+        seconds = float(plain.group(1)) if plain else float(parse_duration(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} ({error})") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be above zero, got {text!r}")
+    return seconds
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     handler = {
+        "run": _run,
         "validate": _validate,
         "plan": _plan,
         "apply": _apply,
@@ -283,6 +345,70 @@ def _schema(args: argparse.Namespace) -> int:
         print(f"wrote {args.write}")
     else:
         print(json_schema(), end="")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The controller as deployed: the loop on a thread, HTTP on another, signals on this one."""
+    import structlog
+
+    from controller.clock import SystemClock
+    from controller.cloudrun import CloudRunServices, services_client
+    from controller.endpoints import EndpointServer
+    from controller.flap import FlapPolicy
+    from controller.metrics import Metrics
+    from controller.runner import Controller, RunSettings
+
+    log = structlog.get_logger("controller.cli")
+    metrics = Metrics()
+    settings = RunSettings(
+        file=args.file,
+        dry_run=True if args.dry_run else None,
+        interval=args.interval,
+        poll=args.poll,
+        pass_timeout=args.pass_timeout,
+        workers=max(1, args.workers),
+        flap=FlapPolicy(limit=max(1, args.flap_limit)),
+    )
+    gateway = CloudRunServices(
+        services_client(),
+        operation_timeout=args.pass_timeout,
+        on_call=lambda method, code: metrics.api_calls.labels(method, code).inc(),
+    )
+    controller = Controller(settings, gateway, clock=SystemClock(), metrics=metrics)
+    checked = controller.load()
+    for finding in checked.findings:
+        if finding.severity is not Severity.NOTE:
+            print(finding.describe(), file=sys.stderr)
+    try:
+        server = EndpointServer(controller, args.port, args.host).start()
+    except OSError as error:
+        raise PermanentError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    loop = threading.Thread(target=controller.serve, name="loop", daemon=True)
+    loop.start()
+    log.info(
+        "controller_started",
+        file=args.file,
+        port=server.port,
+        interval=controller.interval,
+        dry_run=controller.dry_run,
+        services=len(checked.state.services),
+    )
+    while loop.is_alive() and not controller.stopping:
+        loop.join(0.5)  # short joins keep this thread free to take signals
+    loop.join(args.shutdown_grace)
+    if loop.is_alive():
+        log.warning("shutdown_abandoned", reason=f"in-flight work outlived {args.shutdown_grace}s")
+    server.stop()
+    if not loop.is_alive():
+        gateway.close()
     return 0
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import grpc
@@ -128,12 +128,26 @@ def _violations(error: gexc.GoogleAPICallError) -> str:
     return f" ({'; '.join(found)})" if found else ""
 
 
-class CloudRunServices:
-    """Reads and writes Cloud Run services through one `ServicesClient`."""
+CallObserver = Callable[[str, str], None]
 
-    def __init__(self, client: run_v2.ServicesClient, *, operation_timeout: float = 600.0) -> None:
+
+class CloudRunServices:
+    """Reads and writes Cloud Run services through one `ServicesClient`.
+
+    `on_call(method, code)` hears of every API call made, by its RPC name and status ("OK" or the gRPC
+    code name), each `ListServices` page and `GetOperation` poll included as far as the client exposes them.
+    """
+
+    def __init__(
+        self,
+        client: run_v2.ServicesClient,
+        *,
+        operation_timeout: float = 600.0,
+        on_call: CallObserver | None = None,
+    ) -> None:
         self._client = client
         self._operation_timeout = operation_timeout
+        self._on_call = on_call
         # The library's default LRO polling starts near 1 s; a Cloud Run update is usually done sooner.
         self._polling = polling.DEFAULT_POLLING.with_delay(
             initial=0.05, maximum=5.0, multiplier=1.5
@@ -143,14 +157,42 @@ class CloudRunServices:
         """Close the channel (before an in-process emulator stops, so no call is cut)."""
         self._client.transport.close()
 
+    @contextmanager
+    def _counted(self, method: str) -> Iterator[None]:
+        """Tell `on_call` of one call and how it ended."""
+        if self._on_call is None:
+            yield
+            return
+        try:
+            yield
+        except gexc.GoogleAPICallError as error:
+            self._on_call(method, _status_name(error))
+            raise
+        except gexc.RetryError:
+            self._on_call(method, "DEADLINE_EXCEEDED")
+            raise
+        self._on_call(method, "OK")
+
     def list_services(self, project: str, region: str) -> list[LiveService]:
         """Every service in one project and region: one paged `ListServices`, not a Get per service."""
+        found: list[LiveService] = []
         with _translated():
-            pager = self._client.list_services(request={"parent": f"projects/{project}/locations/{region}"})
-            return [live_service(service) for service in pager]
+            with self._counted("ListServices"):
+                pager = self._client.list_services(
+                    request={"parent": f"projects/{project}/locations/{region}"}
+                )
+            pages = iter(pager.pages)  # the first page came with the call above; each next one is a call
+            page = next(pages, None)
+            while page is not None:
+                found.extend(live_service(service) for service in page.services)
+                if not page.next_page_token:
+                    break
+                with self._counted("ListServices"):
+                    page = next(pages, None)
+        return found
 
     def get_service(self, key: ServiceKey) -> LiveService:
-        with _translated():
+        with _translated(), self._counted("GetService"):
             return live_service(self._client.get_service(request={"name": key.resource_name}))
 
     def apply(
@@ -162,7 +204,7 @@ class CloudRunServices:
         service, paths = updated_service(live.raw, changes)
         mask = field_mask_pb2.FieldMask(paths=paths)
         request = run_v2.UpdateServiceRequest(service=service, update_mask=mask, validate_only=validate_only)
-        with _translated():
+        with _translated(), self._counted("UpdateService"):
             operation = self._client.update_service(request=request)
         # What the operation itself reports is the rollout's fate, never an etag conflict.
         with _translated(rollout=True):

@@ -1,12 +1,12 @@
 """The flap guard: stop a tug of war over a field instead of fighting it forever. Pure.
 
-Owns the record of reverts. Each time a pass writes back a field someone else had changed, the guard notes
-who changed it and when. When one field of one service has been reverted more than `limit` times within
-`window`, the guard holds it: the controller stops correcting that field and reports a Conflict naming the
-other writer (argo-cd#5105 and k8s-config-connector#3194 are the endless version of this fight). A hold
-ends when the desired spec of the service changes (someone decided), when the live value is back to the
-desired one (the other side gave in), or after `window` with no further change to the field (the fight
-stopped); then the count starts again from zero.
+Owns the record of reverts. Each time a pass writes back a field someone else had changed, the guard
+notes who changed it and when. When one field of one service has been reverted `limit` times within
+`window` (the other side has changed it back that often), the guard holds it: their next change is left
+in place and reported as a Conflict naming them (argo-cd#5105 and k8s-config-connector#3194 are the
+endless version of this fight). A hold ends when the desired spec of the service changes (someone
+decided), when the live value is back to the desired one after a held change (the other side gave in),
+or after `window` with no further change to the field (the fight stopped); then the count starts again.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["FlapGuard", "FlapPolicy", "Hold"]
 
 @dataclass(frozen=True)
 class FlapPolicy:
-    limit: int = 3  # reverts tolerated within the window; the next one engages the hold
+    limit: int = 3  # reverts within the window; the one that reaches it engages the hold
     window: float = 3600.0
 
 
@@ -34,7 +34,8 @@ class Hold:
     reverts: int
     since: float
     last_change: float  # when the live value was last seen to change while held
-    token: str  # a fingerprint of the live value (never the value), to see it change again
+    token: str = ""  # a fingerprint of the live value (never the value), to see it change again
+    contested: bool = False  # a change was left in place under this hold
 
     def describe(self) -> str:
         return (
@@ -71,7 +72,7 @@ class FlapGuard:
                 found.setdefault(service, {})[path] = state.hold
         return found
 
-    def reverted(self, key: ServiceKey, path: str, writer: str, token: str, now: float) -> Hold | None:
+    def reverted(self, key: ServiceKey, path: str, writer: str, now: float) -> Hold | None:
         """Note that `path` was written back after `writer` changed it; the hold, if this engages one."""
         state = self._fields.setdefault((key, path), _Field())
         if state.hold is not None:
@@ -79,26 +80,37 @@ class FlapGuard:
         state.reverts.append(now)
         while state.reverts and state.reverts[0] <= now - self.policy.window:
             state.reverts.popleft()
-        if len(state.reverts) <= self.policy.limit:
+        if len(state.reverts) < self.policy.limit:
             return None
-        state.hold = Hold(path, writer, len(state.reverts), now, now, token)
+        state.hold = Hold(path, writer, len(state.reverts), now, now)
         state.reverts.clear()
         return state.hold
 
     def observe(self, key: ServiceKey, drifted: dict[str, str], now: float) -> list[Hold]:
         """Given the drifted paths of a service (path → live-value fingerprint) as a pass saw them, end
-        the holds whose field is back in sync or has been left alone for the window; return those ended."""
+        the holds whose field is back in sync after a held change, or was left alone for the window;
+        return those ended."""
         ended = []
         for (service, path), state in self._fields.items():
             hold = state.hold
             if service != key or hold is None:
                 continue
             token = drifted.get(path)
-            if token is None or now - hold.last_change >= self.policy.window:
+            if now - hold.last_change >= self.policy.window or (token is None and hold.contested):
                 ended.append(hold)
                 state.hold = None
-            elif token != hold.token:
-                state.hold = Hold(hold.path, hold.writer, hold.reverts, hold.since, now, token)
+            elif token is not None and token != hold.token:
+                state.hold = Hold(hold.path, hold.writer, hold.reverts, hold.since, now, token, True)
+        return ended
+
+    def expire(self, now: float) -> list[tuple[ServiceKey, Hold]]:
+        """End the holds whose field was left alone for the window (run before a pass, so that pass
+        corrects it again)."""
+        ended = []
+        for (service, _), state in self._fields.items():
+            if state.hold is not None and now - state.hold.last_change >= self.policy.window:
+                ended.append((service, state.hold))
+                state.hold = None
         return ended
 
     def release(self, key: ServiceKey) -> list[Hold]:
