@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT
-
-SCRIPT = Path(sys.executable).parent / "cloudrun-reconciler"
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "controller"]
-SEED = ROOT / "emulator" / "seeds" / "cagent-api-as-found.yaml"
+from tests.processes import COMMAND, SEED
+from tests.processes import standalone as _standalone
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,32 +25,6 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
-
-
-@contextmanager
-def _standalone(*options: str) -> Iterator[tuple[str, list[str]]]:
-    """`cloudrun-reconciler emulator` in its own process; yields its host:port and the lines it printed."""
-    process = subprocess.Popen(
-        [*COMMAND, "emulator", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        lines: list[str] = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("export CLOUD_RUN_EMULATOR_HOST="):
-                break
-        assert lines and lines[-1].startswith("export "), (
-            process.stderr.read() if process.stderr else "no address"
-        )
-        yield lines[-1].strip().split("=", 1)[1], lines
-    finally:
-        process.terminate()
-        assert process.wait(timeout=10) == 0
 
 
 @pytest.fixture
