@@ -8,14 +8,23 @@ the demo exits non-zero if any of its checks fails.
 
 from __future__ import annotations
 
+import random
 import sys
+import tempfile
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
+from google.protobuf import duration_pb2
+
+from controller.clock import ManualClock
 from controller.cloudrun import CloudRunServices, services_client
+from controller.metrics import Metrics
 from controller.model import ObservedService
 from controller.plan import EXIT_DRIFT, EXIT_IN_SYNC
 from controller.reconcile import ApplyResult, reconcile
 from controller.render import outcomes_text, plan_text
+from controller.runner import Controller, RunSettings
 from desired import CheckedDesired, check_desired
 from emulator import Emulator, load_seed_file
 
@@ -90,6 +99,8 @@ def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices
             unowned_kept &= kept
             print(f"  {'kept   ' if kept else 'CHANGED'}  {key.name} {name}: {after[key][name]}")
 
+    healed = _loop(desired_file, gateway, server)
+
     calls = ", ".join(f"{method} {count}" for method, count in sorted(server.store.calls.items()))
     print(f"\nAPI calls served by the emulator: {calls}")
     ok = (
@@ -97,6 +108,58 @@ def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices
         and all(o.result is ApplyResult.APPLIED for o in applied.outcomes)
         and second.plan.exit_code == EXIT_IN_SYNC
         and unowned_kept
+        and healed
     )
     print("Demo complete: drift found, applied, in sync." if ok else "Demo FAILED: see the steps above.")
     return 0 if ok else 1
+
+
+_DEPLOYED_IMAGE = "us-docker.pkg.dev/demo-project/agents/cagent-api:v2"
+
+
+def _gcloud_deploy(service: Any) -> None:
+    """What `gcloud run deploy --image …:v2` without `--timeout` does: a new image, the timeout reset."""
+    service.template.containers[0].image = _DEPLOYED_IMAGE
+    service.template.timeout.CopyFrom(duration_pb2.Duration(seconds=300))
+
+
+def _loop(desired_file: str, gateway: CloudRunServices, server: Emulator) -> bool:
+    """`cloudrun-reconciler run` on a compressed clock: passes every 30 s of clock time, a deploy in
+    between, healed at the next pass; the deploy's new image stays."""
+    _step("5. run: the controller loop (30 s interval on a simulated clock), then a deploy resets a knob")
+    clock = ManualClock(server.store.clock())
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "desired-state.yaml"
+        copy.write_text(Path(desired_file).read_text(encoding="utf-8"), encoding="utf-8")
+        controller = Controller(
+            RunSettings(file=str(copy)), gateway, clock=clock, metrics=Metrics(), rng=random.Random(0)
+        )
+        controller.load()
+        name = controller.desired.state.services[0].key.resource_name
+        healed = False
+        for number in range(1, 5):
+            while True:  # to the next pass, as the loop's own schedule says
+                before = controller.passes
+                wait = controller.tick()
+                if controller.passes > before:
+                    break
+                clock.advance(wait)
+            result = controller.last_result
+            assert result is not None
+            outcome = result.outcomes[0]
+            changes = ", ".join(change.path for change in result.plan.services[0].changes) or "none"
+            print(f"  pass {number} at t+{clock.monotonic():5.1f}s: drift {changes}; {outcome.message}")
+            if number == 2:
+                server.store.edit(name, _gcloud_deploy, principal="user:dev@example.com", client="gcloud")
+                print(f"  -- user:dev@example.com runs `gcloud run deploy --image {_DEPLOYED_IMAGE}`")
+                print("     (no --timeout: the template's timeout goes back to 300s)")
+            if number == 3:
+                healed = outcome.result is ApplyResult.APPLIED
+        live = gateway.get_service(controller.desired.state.services[0].key).observed
+        image_kept = live.containers[0].image == _DEPLOYED_IMAGE
+        print(f"  timeout now {live.timeout_seconds:.0f}s; image {live.containers[0].image}")
+        print(
+            f"  {'healed' if healed else 'NOT HEALED'}: the deploy's timeout reset, reverted at the next pass"
+        )
+        print(f"  {'kept' if image_kept else 'CHANGED'}: the deploy's image (not the controller's to manage)")
+    return healed and image_kept and live.timeout_seconds == 3600
