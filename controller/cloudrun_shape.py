@@ -21,6 +21,7 @@ from controller.model import (
     CLIENT_NAME,
     DEFAULT_REVISION_MAX_INSTANCES,
     DEFAULT_TIMEOUT_SECONDS,
+    CloudSqlVolume,
     GcsVolume,
     LiveService,
     ObservedContainer,
@@ -85,8 +86,10 @@ def _applied(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(path), str(print_)) for path, print_ in fields.items()))
 
 
-def _gcs_volume(volume: Any) -> GcsVolume | OtherVolume:
+def _gcs_volume(volume: Any) -> GcsVolume | CloudSqlVolume | OtherVolume:
     source = volume.WhichOneof("volume_type")
+    if source == "cloud_sql_instance":
+        return CloudSqlVolume(frozenset(volume.cloud_sql_instance.instances))
     if source != "gcs":
         return OtherVolume(source or "unknown")
     gcs = volume.gcs
@@ -162,7 +165,12 @@ def _write_other(pb: Any, change: FieldChange) -> None:
     elif field is ManagedField.LABEL:
         pb.labels[change.key] = str(new)
     elif field is ManagedField.ANNOTATION:
-        pb.annotations[change.key] = str(new)
+        if new is None:
+            pb.annotations.pop(change.key, None)
+        else:
+            pb.annotations[change.key] = str(new)
+    elif field is ManagedField.CLOUD_SQL_VOLUME:
+        _write_cloud_sql(pb, change.key, new)
     elif field is ManagedField.VOLUME:
         assert isinstance(new, GcsVolume)
         volume = next((v for v in pb.template.volumes if v.name == change.key), None)
@@ -179,8 +187,27 @@ def _write_other(pb: Any, change: FieldChange) -> None:
     elif field is ManagedField.VOLUME_MOUNT:
         container = _container_pb(pb, change)
         mount = next((m for m in container.volume_mounts if m.name == change.key), None)
+        if new is None:
+            if mount is not None:
+                container.volume_mounts.remove(mount)
+            return
         mount = mount if mount is not None else container.volume_mounts.add(name=change.key)
         mount.mount_path = str(new)
+
+
+def _write_cloud_sql(pb: Any, name: str, new: Any) -> None:
+    """Attach, change or (with `new` None) remove a Cloud SQL volume; its instances are a set."""
+    volume = next((v for v in pb.template.volumes if v.name == name), None)
+    if new is None:
+        if volume is not None:
+            pb.template.volumes.remove(volume)
+        return
+    assert isinstance(new, CloudSqlVolume)
+    volume = volume if volume is not None else pb.template.volumes.add(name=name)
+    existing = list(volume.cloud_sql_instance.instances)  # setting it clears any other source
+    kept = [instance for instance in existing if instance in new.instances]
+    del volume.cloud_sql_instance.instances[:]
+    volume.cloud_sql_instance.instances.extend(kept + sorted(new.instances - set(existing)))
 
 
 def _count(value: object) -> int:

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
 
-from controller.model import GcsVolume, ObservedContainer, ObservedService, OtherVolume
+from controller.model import CloudSqlVolume, GcsVolume, ObservedContainer, ObservedService, OtherVolume
 from desired import ScalingLevel, SecretRef, ServiceSpec
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
     "select_container",
 ]
 
-Value = int | float | bool | str | SecretRef | GcsVolume | None
+Value = int | float | bool | str | SecretRef | GcsVolume | CloudSqlVolume | None
 
 
 class ManagedField(IntEnum):
@@ -43,10 +43,11 @@ class ManagedField(IntEnum):
     REVISION_MAX_INSTANCES = 7
     EXECUTION_ENVIRONMENT = 8
     VOLUME = 9
-    CPU_IDLE = 10
-    STARTUP_CPU_BOOST = 11
-    VOLUME_MOUNT = 12
-    ENV = 13
+    CLOUD_SQL_VOLUME = 10
+    CPU_IDLE = 11
+    STARTUP_CPU_BOOST = 12
+    VOLUME_MOUNT = 13
+    ENV = 14
 
     @property
     def creates_revision(self) -> bool:
@@ -69,6 +70,7 @@ _PATHS = {
     ManagedField.REVISION_MAX_INSTANCES: "template.scaling.max_instance_count",
     ManagedField.EXECUTION_ENVIRONMENT: "template.execution_environment",
     ManagedField.VOLUME: "template.volumes[{key}]",
+    ManagedField.CLOUD_SQL_VOLUME: "template.volumes[{key}]",
     ManagedField.CPU_IDLE: "template.containers[{container}].resources.cpu_idle",
     ManagedField.STARTUP_CPU_BOOST: "template.containers[{container}].resources.startup_cpu_boost",
     ManagedField.VOLUME_MOUNT: "template.containers[{container}].volume_mounts[{key}]",
@@ -153,6 +155,8 @@ def canonical(change: FieldChange, value: Value, project: str) -> str:
         return f"secret:{_secret_id(value.secret, project)}:{value.version}"
     if isinstance(value, GcsVolume):
         return f"gs://{value.bucket}|{value.read_only}|{','.join(sorted(value.mount_options))}"
+    if isinstance(value, CloudSqlVolume):
+        return f"cloudsql:{','.join(sorted(value.instances))}"
     if change.field is ManagedField.ENV:
         return repr(_url_meaning(value) or value)
     return repr(value)
@@ -161,13 +165,17 @@ def canonical(change: FieldChange, value: Value, project: str) -> str:
 def manages_template(spec: ServiceSpec) -> bool:
     """Whether the spec owns anything under `template`, which only a serving revision makes real."""
     revision_scaling = spec.scaling is not None and spec.scaling.level is ScalingLevel.REVISION
-    declared = (spec.timeout, spec.execution_environment, spec.volume)
+    declared = (spec.timeout, spec.execution_environment, spec.volume, spec.cloud_sql)
     return revision_scaling or any(value is not None for value in declared) or _manages_container(spec)
 
 
 def _manages_container(spec: ServiceSpec) -> bool:
     return bool(
-        spec.cpu_always_allocated is not None or spec.startup_cpu_boost is not None or spec.env or spec.volume
+        spec.cpu_always_allocated is not None
+        or spec.startup_cpu_boost is not None
+        or spec.env
+        or spec.volume
+        or spec.cloud_sql
     )
 
 
@@ -214,12 +222,19 @@ def _template_fields(spec: ServiceSpec, observed: ObservedService) -> list[Field
         fields.append(FieldChange(ManagedField.EXECUTION_ENVIRONMENT, live_environment, wanted_environment))
     if spec.volume is not None:
         live = observed.volume(spec.volume.name)
-        if isinstance(live, OtherVolume):
+        if isinstance(live, OtherVolume | CloudSqlVolume):
             name = spec.volume.name
             raise TargetError(f"volume {name!r} exists as {live}, not Cloud Storage: declare another name")
         fields.append(
             FieldChange(ManagedField.VOLUME, live, _wanted_volume(spec, live), key=spec.volume.name)
         )
+    if spec.cloud_sql is not None:
+        name = spec.cloud_sql.volume
+        live_sql = observed.volume(name)
+        if live_sql is not None and not isinstance(live_sql, CloudSqlVolume):
+            raise TargetError(f"volume {name!r} exists as {live_sql}, not Cloud SQL: declare another name")
+        wanted = CloudSqlVolume(frozenset(spec.cloud_sql.instances))
+        fields.append(FieldChange(ManagedField.CLOUD_SQL_VOLUME, live_sql, wanted, key=name))
     return fields
 
 
@@ -259,6 +274,15 @@ def _container_fields(spec: ServiceSpec, container: ObservedContainer) -> list[F
             )
         live_path = container.mount_path(spec.volume.name)
         fields.append(field(ManagedField.VOLUME_MOUNT, live_path, spec.volume.mount_path, spec.volume.name))
+    if spec.cloud_sql is not None:
+        name, path = spec.cloud_sql.volume, spec.cloud_sql.mount_path
+        taken = [volume for volume, mounted in container.volume_mounts if mounted == path]
+        if taken and name not in taken:
+            raise TargetError(
+                f"{path} in container {container.label} is where volume {taken[0]!r} is mounted: "
+                f"mounting {name!r} there too would shadow it"
+            )
+        fields.append(field(ManagedField.VOLUME_MOUNT, container.mount_path(name), path, name))
     fields.extend(field(ManagedField.ENV, container.env_value(n), v, n) for n, v in sorted(spec.env.items()))
     return fields
 

@@ -17,6 +17,7 @@ __all__ = [
     "CLIENT_NAME",
     "DEFAULT_REVISION_MAX_INSTANCES",
     "DEFAULT_TIMEOUT_SECONDS",
+    "CloudSqlVolume",
     "GcsVolume",
     "LiveService",
     "ObservedContainer",
@@ -47,8 +48,18 @@ class GcsVolume:
 
 
 @dataclass(frozen=True)
+class CloudSqlVolume:
+    """A Cloud SQL volume by meaning: its instances are a set."""
+
+    instances: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"Cloud SQL {', '.join(sorted(self.instances))}"
+
+
+@dataclass(frozen=True)
 class OtherVolume:
-    """A volume that is not Cloud Storage (a secret, Cloud SQL, an in-memory dir): never rewritten here."""
+    """A volume neither Cloud Storage nor Cloud SQL (a secret, an in-memory dir): never rewritten here."""
 
     kind: str
 
@@ -100,7 +111,7 @@ class ObservedService:
     revision_max_instances: int
     containers: tuple[ObservedContainer, ...]
     execution_environment: str = ""  # "gen1", "gen2", or "" when Cloud Run chooses
-    volumes: tuple[tuple[str, GcsVolume | OtherVolume], ...] = ()
+    volumes: tuple[tuple[str, GcsVolume | CloudSqlVolume | OtherVolume], ...] = ()
     latest_ready_revision: str = ""
     failure: str = ""  # Cloud Run's message when its Ready condition failed (a revision that did not start)
     traffic: tuple[tuple[str, int], ...] = ()  # (revision, percent) as Cloud Run reports it is serving
@@ -110,7 +121,7 @@ class ObservedService:
     annotations: tuple[tuple[str, str], ...] = field(default=())
     applied: tuple[tuple[str, str], ...] = ()  # (field path, fingerprint) as this controller last wrote them
 
-    def volume(self, name: str) -> GcsVolume | OtherVolume | None:
+    def volume(self, name: str) -> GcsVolume | CloudSqlVolume | OtherVolume | None:
         return next((volume for key, volume in self.volumes if key == name), None)
 
     @property

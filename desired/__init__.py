@@ -12,6 +12,7 @@ from desired.load import CheckedDesired, check_desired, check_desired_text, load
 from desired.policy import CHECKS
 from desired.schema import (
     API_VERSION,
+    CloudSqlSpec,
     CloudSqlTarget,
     ContentionSignal,
     ControllerSettings,
@@ -32,6 +33,7 @@ __all__ = [
     "API_VERSION",
     "CHECKS",
     "CheckedDesired",
+    "CloudSqlSpec",
     "CloudSqlTarget",
     "ContentionSignal",
     "ControllerSettings",

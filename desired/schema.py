@@ -32,6 +32,7 @@ from desired.redaction import redact_text
 
 __all__ = [
     "API_VERSION",
+    "CloudSqlSpec",
     "CloudSqlTarget",
     "ContentionSignal",
     "ControllerSettings",
@@ -163,6 +164,26 @@ class VolumeSpec(StrictModel):
     read_only: bool | None = None  # left out: not managed
 
 
+CloudSqlConnection = Annotated[
+    str, pattern(_CLOUD_SQL_INSTANCE, "Cloud SQL connection name project:region:instance")
+]
+
+
+class CloudSqlSpec(StrictModel):
+    """Cloud SQL instances mounted as the Cloud SQL Auth Proxy's sockets (`/cloudsql/PROJECT:REGION:NAME`).
+
+    The escalation writes this for a service it moves to Cloud SQL; a service already on Cloud SQL may
+    declare it too."""
+
+    instances: Annotated[list[CloudSqlConnection], Field(min_length=1, max_length=10)]
+    volume: Annotated[
+        str, pattern(_VOLUME_NAME, "volume name"), Field(json_schema_extra={"pattern": "^[a-z0-9-]+$"})
+    ] = "cloudsql"
+    mount_path: Annotated[
+        str, AfterValidator(_mount_path), Field(json_schema_extra={"pattern": "^/(?!(dev|proc|sys)(/|$)).+"})
+    ] = "/cloudsql"
+
+
 class DatabaseSpec(StrictModel):
     """Which env var holds the SQLite URL, and whose syntax it follows."""
 
@@ -190,9 +211,7 @@ class StorageErrorSignal(StrictModel):
 class CloudSqlTarget(StrictModel):
     """Where the service goes when SQLite keeps failing."""
 
-    instance: Annotated[
-        str, pattern(_CLOUD_SQL_INSTANCE, "Cloud SQL connection name project:region:instance")
-    ]
+    instance: CloudSqlConnection
     database_url: EnvEntry
 
 
@@ -202,6 +221,7 @@ class EscalationSpec(StrictModel):
     window: duration_at_least(60, "Cloud Monitoring's smallest alignment period") = 300  # type: ignore[valid-type]
     consecutive_windows: Annotated[int, Field(ge=1, le=1000)] = 3
     min_requests: Annotated[int, Field(ge=0)] = 20
+    max_error_ratio: Annotated[float, Field(gt=0, le=1)] | None = None  # 5xx share above it: Degraded
     contention: ContentionSignal | None = None
     storage_errors: StorageErrorSignal | None = None
     cloud_sql: CloudSqlTarget | None = None
@@ -256,6 +276,7 @@ class ServiceSpec(StrictModel):
         default_factory=dict, json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"}}
     )
     volume: VolumeSpec | None = None
+    cloud_sql: CloudSqlSpec | None = None
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     annotations: dict[AnnotationKey, str] = Field(default_factory=dict)
     database: DatabaseSpec | None = None
