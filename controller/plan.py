@@ -114,7 +114,6 @@ def plan_service(
         return ServicePlan(spec.key, PlanStatus.ERROR, message=str(target_error), observed=observed)
     out_of_band = out_of_band_paths(changes, observed)
     notes = _out_of_band_note(out_of_band, observed, spec.out_of_band) + traffic_notes(spec, observed)
-    notes += _unevaluated(spec)
     if (
         blocked_by and changes
     ):  # a policy error blocks a write; with nothing to write there is nothing to block
@@ -184,13 +183,6 @@ def _out_of_band_note(
         OutOfBandPolicy.STOP: "apply writes nothing to this service until a person decides (outOfBand: stop)",
     }[policy]
     return (f"changed on the service since this controller applied it: {changed}, by {writer}; {will}",)
-
-
-def _unevaluated(spec: ServiceSpec) -> tuple[str, ...]:
-    """Be plain about what this version only validates."""
-    if spec.escalation is None:
-        return ()
-    return ("escalation is validated but not evaluated yet: this version reads no Cloud Monitoring signals",)
 
 
 def traffic_notes(spec: ServiceSpec, observed: ObservedService) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import contextvars
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -20,6 +20,7 @@ import structlog
 
 from controller.diff import FieldChange, ManagedField, TargetError, diff_service
 from controller.errors import ConflictError, PermanentError, ReconcilerError
+from controller.escalation import Decision, Verdict, escalated_spec, is_latched
 from controller.model import APPLIED_ANNOTATION, LiveService
 from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
 from controller.show import format_value
@@ -71,6 +72,7 @@ class ServiceOutcome:
     revision: str = ""
     error_kind: str = ""  # "transient" or "permanent" when the service could not be read or written
     reverted: tuple[str, ...] = ()  # paths written back after someone else had changed them
+    escalation: str = ""  # "escalated", "failed" or "would" when this pass escalated it (or would have)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def reconcile(
     deferred: Mapping[ServiceKey, str] | None = None,
     workers: int = 1,
     proceed: Proceed | None = None,
+    decisions: Mapping[ServiceKey, Decision] | None = None,
 ) -> PassResult:
     """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors.
 
@@ -135,10 +138,18 @@ def reconcile(
     API itself says whether it would accept it; nothing is stored. The long-running loop adds: `held`
     paths (the flap guard's) are never written; `deferred` services (backing off) are planned and not
     written; up to `workers` services are written at once; once `proceed()` is false (a pass timeout, a
-    shutdown) no further service is started, and those not started say so."""
+    shutdown) no further service is started, and those not started say so.
+
+    `decisions` are the escalation verdicts on the services' signals: a service whose verdict is Escalate
+    is planned as escalated to Cloud SQL (and written so, in one update, unless `dry_run`); a service that
+    carries the latch is planned as escalated whatever the verdict."""
     kinds: dict[ServiceKey, str] = {}
     live, errors = observe_fleet(desired, gateway, kinds)
+    desired, escalating = _effective(desired, live, decisions or {})
     plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors, blocked)
+    plan = Plan(
+        tuple(_with_signal_note(p, (decisions or {}).get(p.key), p.key in escalating) for p in plan.services)
+    )
     held, deferred = held or {}, deferred or {}
 
     def one(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
@@ -164,22 +175,88 @@ def reconcile(
             etag = live[spec.key].observed.etag
             message = "not started: the pass was cut short (pass timeout or shutdown)"
             return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, (), etag, etag)
-        return _apply_service(
-            spec, service_plan, live[spec.key], gateway, log, held.get(spec.key, frozenset())
-        )
+        hold = held.get(spec.key, frozenset())
+        return _apply_service(spec, service_plan, live[spec.key], gateway, log, hold)
+
+    def each(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
+        outcome = one(spec, service_plan)
+        if spec.key not in escalating:
+            return outcome
+        return _escalation_outcome(spec, outcome, escalating[spec.key], dry_run, _log.bind(service=spec.name))
 
     pairs = list(zip(desired.services, plan.services, strict=True))
     if workers <= 1 or len(pairs) <= 1:
-        outcomes = [one(spec, service_plan) for spec, service_plan in pairs]
+        outcomes = [each(spec, service_plan) for spec, service_plan in pairs]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
             # each task runs in a copy of this context, so the pass's bound log fields follow it
             futures = [
-                pool.submit(contextvars.copy_context().run, one, spec, service_plan)
+                pool.submit(contextvars.copy_context().run, each, spec, service_plan)
                 for spec, service_plan in pairs
             ]
             outcomes = [future.result() for future in futures]
     return PassResult(plan, tuple(outcomes))
+
+
+def _effective(
+    desired: DesiredState, live: Mapping[ServiceKey, LiveService], decisions: Mapping[ServiceKey, Decision]
+) -> tuple[DesiredState, dict[ServiceKey, Decision]]:
+    """The desired state this pass works to: latched services stay on Cloud SQL, and services whose
+    verdict is Escalate move there; the services being escalated now, with their decisions."""
+    escalating: dict[ServiceKey, Decision] = {}
+    services = []
+    for spec in desired.services:
+        target = spec.escalation.cloud_sql if spec.escalation is not None else None
+        found = live.get(spec.key)
+        decision = decisions.get(spec.key)
+        if target is not None and is_latched(found.observed if found else None):
+            services.append(escalated_spec(spec))
+        elif target is not None and found is not None and decision and decision.verdict is Verdict.ESCALATE:
+            services.append(escalated_spec(spec, decision))
+            escalating[spec.key] = decision
+        else:
+            services.append(spec)
+    return desired.model_copy(update={"services": services}), escalating
+
+
+def _with_signal_note(service_plan: ServicePlan, decision: Decision | None, escalating: bool) -> ServicePlan:
+    if decision is None:
+        return service_plan
+    if escalating:
+        note = f"escalation to Cloud SQL: {decision.reason}"
+    elif service_plan.observed is not None and is_latched(service_plan.observed):
+        note = "escalated to Cloud SQL earlier (latched): `cloudrun-reconciler deescalate` is the way back"
+    else:
+        note = f"escalation: {decision.verdict.value}: {decision.reason}"
+    return replace(service_plan, notes=(*service_plan.notes, note))
+
+
+def _escalation_outcome(
+    spec: ServiceSpec, outcome: ServiceOutcome, decision: Decision, dry_run: bool, log: structlog.BoundLogger
+) -> ServiceOutcome:
+    """An escalation is done when its revision is Ready and serves all traffic; else it failed, and it is
+    not retried (the latch, once written, keeps it from being attempted again)."""
+    target = spec.escalation.cloud_sql.instance if spec.escalation and spec.escalation.cloud_sql else ""
+    evidence = decision.evidence()
+    if dry_run:
+        log.warning("would_escalate", to=target, evidence=evidence, dry_run=True)
+        return replace(
+            outcome,
+            message=f"dry run: would escalate to Cloud SQL {target}: {decision.reason}",
+            escalation="would",
+        )
+    if outcome.result is ApplyResult.APPLIED and "serves only" not in outcome.message:
+        log.warning("escalated", to=target, revision=outcome.revision, evidence=evidence)
+        return replace(
+            outcome, message=f"escalated to Cloud SQL {target}: {outcome.message}", escalation="escalated"
+        )
+    if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
+        message = f"escalation failed: {outcome.message}"
+        log.error("escalation_failed", to=target, error=outcome.message, evidence=evidence)
+        return replace(
+            outcome, result=ApplyResult.FAILED, message=message, error_kind="permanent", escalation="failed"
+        )
+    return outcome
 
 
 def _validated(service_plan: ServicePlan, live: LiveService, gateway: ServicesGateway) -> ServiceOutcome:

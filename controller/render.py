@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from controller.diff import FieldChange, ManagedField, Value
-from controller.model import GcsVolume
+from controller.model import CloudSqlVolume, GcsVolume
 from controller.plan import Plan, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome
 from controller.show import format_value
@@ -91,6 +91,8 @@ def _json_value(change: FieldChange, value: Value) -> Any:
             "readOnly": value.read_only,
             "mountOptions": sorted(value.mount_options),
         }
+    if isinstance(value, CloudSqlVolume):
+        return {"cloudSqlInstances": sorted(value.instances)}
     if isinstance(value, str):
         return redact_text(value)
     return value

@@ -15,7 +15,11 @@ ADAPTERS = {
     "controller/cloudrun.py",
     "controller/cloudrun_shape.py",
     "controller/demo.py",
+    "controller/signals.py",
 }  # demo only starts the emulator in-process
+# The pure core: no I/O, no clock, no threads, no adapters.
+PURE = {"diff.py", "plan.py", "escalation.py", "schedule.py", "flap.py", "model.py", "show.py"}
+IMPURE_IMPORTS = {"os", "time", "threading", "socket", "subprocess", "random", "urllib", "http"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -38,6 +42,16 @@ def test_only_adapter_modules_import_google(path: Path) -> None:
     google = {name for name in _imports(path) if name.split(".")[0] in ("google", "grpc")}
     if relative not in ADAPTERS:
         assert not google, f"{relative} imports {google}: only adapters may"
+
+
+@pytest.mark.parametrize("name", sorted(PURE))
+def test_the_pure_core_does_no_io(name: str) -> None:
+    imports = _imports(ROOT / "controller" / name)
+    outside = {
+        i for i in imports if i.split(".")[0] in IMPURE_IMPORTS or i.split(".")[0] in ("google", "grpc")
+    }
+    shell = {i for i in imports if i.startswith("controller.") and f"{i.split('.')[1]}.py" not in PURE}
+    assert not outside and not shell, f"{name} imports {outside | shell}"
 
 
 @pytest.mark.parametrize("path", _modules("desired"), ids=lambda p: p.name)

@@ -1,0 +1,297 @@
+"""The adapter over Cloud Monitoring and Cloud Logging metrics: the fleet's error signals, read in bulk.
+
+Owns building the real `MetricServiceClient` and `MetricsServiceV2Client` (plaintext to
+`CLOUD_RUN_EMULATOR_HOST` when set, Application Default Credentials otherwise), the queries, and turning
+time series into `controller.escalation.Window`s per service. For a project, one `ListTimeSeries` reads
+`run.googleapis.com/request_count` for every service at once (summed by service, location, revision and
+response code class over aligned windows), and one more reads each log-based signal metric (summed by
+service and location): the number of calls grows with the signals, not with the fleet.
+
+Log-based metrics are checked once through the Logging API; with `manage_log_metrics`, a missing one is
+created with a filter that counts the SQLite error texts, otherwise it is reported missing and not judged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.cloud import monitoring_v3
+from google.cloud.logging_v2.services.metrics_service_v2 import MetricsServiceV2Client
+from google.cloud.logging_v2.services.metrics_service_v2.transports import MetricsServiceV2GrpcTransport
+from google.cloud.logging_v2.types import LogMetric
+from google.cloud.monitoring_v3.services.metric_service.transports import MetricServiceGrpcTransport
+
+from controller.cloudrun import EMULATOR_HOST_ENV, CallObserver
+from controller.errors import PermanentError, TransientError
+from controller.escalation import Window
+from desired import DesiredState, ServiceKey, ServiceSpec
+from desired.redaction import redact_text
+
+__all__ = [
+    "CONTENTION_TEXTS",
+    "REQUEST_COUNT",
+    "STORAGE_TEXTS",
+    "FleetSignals",
+    "SignalReader",
+    "log_metric_filter",
+    "signal_clients",
+]
+
+REQUEST_COUNT = "run.googleapis.com/request_count"
+LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
+CONTENTION_TEXTS = ("database is locked", "database table is locked")
+STORAGE_TEXTS = ("disk I/O error", "database disk image is malformed", "OutOfOrderError")
+
+
+def log_metric_filter(texts: Iterable[str]) -> str:
+    """A Logging query counting Cloud Run log entries that contain any of `texts`, in any field."""
+    terms = " OR ".join(f'"{text}"' for text in texts)
+    return f'resource.type="cloud_run_revision" AND ({terms})'
+
+
+def signal_clients(
+    emulator_host: str | None = None,
+) -> tuple[monitoring_v3.MetricServiceClient, MetricsServiceV2Client]:
+    """The real clients: to the emulator over plaintext when a host is given or set, else to Google."""
+    host = emulator_host if emulator_host is not None else os.environ.get(EMULATOR_HOST_ENV, "")
+    if host:
+        return (
+            monitoring_v3.MetricServiceClient(
+                transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(host))
+            ),
+            MetricsServiceV2Client(
+                transport=MetricsServiceV2GrpcTransport(channel=grpc.insecure_channel(host))
+            ),
+        )
+    return monitoring_v3.MetricServiceClient(), MetricsServiceV2Client()
+
+
+@dataclass
+class FleetSignals:
+    """What one read found: windows per service (oldest first), missing metrics, and errors by project."""
+
+    windows: dict[ServiceKey, list[Window]] = field(default_factory=dict)
+    missing: dict[str, tuple[str, ...]] = field(default_factory=dict)  # project → missing metric types
+    errors: dict[str, str] = field(default_factory=dict)  # project → why its signals could not be read
+    created: list[str] = field(default_factory=list)  # log-based metrics created in this read
+
+
+class SignalReader:
+    """Reads the signals of every service that declares an escalation."""
+
+    def __init__(
+        self,
+        metrics: monitoring_v3.MetricServiceClient,
+        log_metrics: MetricsServiceV2Client | None = None,
+        *,
+        manage_log_metrics: bool = False,
+        on_call: CallObserver | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._log_metrics = log_metrics
+        self._manage = manage_log_metrics
+        self._on_call = on_call
+        self._known: set[tuple[str, str]] = set()  # (project, metric name) known to exist
+
+    def close(self) -> None:
+        self._metrics.transport.close()  # type: ignore[no-untyped-call]
+        if self._log_metrics is not None:
+            self._log_metrics.transport.close()  # type: ignore[no-untyped-call]
+
+    @contextmanager
+    def _call(self, method: str) -> Iterator[None]:
+        try:
+            yield
+        except gexc.GoogleAPICallError as error:
+            if self._on_call is not None:
+                code = error.grpc_status_code.name if error.grpc_status_code is not None else str(error.code)
+                self._on_call(method, code)
+            raise
+        if self._on_call is not None:
+            self._on_call(method, "OK")
+
+    def read(self, desired: DesiredState, end: datetime) -> FleetSignals:
+        """The windows ending at `end` (which should lie a few minutes in the past: Monitoring ingests late)
+        of every service with an `escalation`."""
+        found = FleetSignals()
+        by_project: dict[str, list[ServiceSpec]] = defaultdict(list)
+        for spec in desired.services:
+            if spec.escalation is not None:
+                by_project[spec.key.project].append(spec)
+        for project, specs in by_project.items():
+            try:
+                self._read_project(project, specs, end, found)
+            except gexc.GoogleAPICallError as error:
+                found.errors[project] = redact_text(
+                    f"{error.grpc_status_code or error.code}: {error.message}"
+                )
+            except (TransientError, PermanentError) as error:
+                found.errors[project] = str(error)
+        return found
+
+    def _read_project(
+        self, project: str, specs: list[ServiceSpec], end: datetime, found: FleetSignals
+    ) -> None:
+        escalations = [spec.escalation for spec in specs if spec.escalation is not None]
+        period = max(e.window for e in escalations)
+        count = max(e.consecutive_windows for e in escalations)
+        ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
+        wanted = {spec.key for spec in specs}
+        requests = self._series(
+            project,
+            REQUEST_COUNT,
+            period,
+            count,
+            end,
+            [
+                "resource.labels.service_name",
+                "resource.labels.location",
+                "resource.labels.revision_name",
+                "metric.labels.response_code_class",
+            ],
+        )
+        totals: dict[tuple[ServiceKey, int], list[int]] = defaultdict(lambda: [0, 0])
+        revisions: dict[tuple[ServiceKey, int], dict[str, list[int]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0])
+        )
+        for labels, index, value in requests:
+            key = ServiceKey(
+                project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
+            )
+            if key not in wanted:
+                continue
+            is_5xx = labels.get("response_code_class") == "5xx"
+            totals[(key, index)][0] += value
+            totals[(key, index)][1] += value if is_5xx else 0
+            per = revisions[(key, index)][labels.get("revision_name", "")]
+            per[0] += value
+            per[1] += value if is_5xx else 0
+        counts: dict[str, dict[tuple[ServiceKey, int], int]] = {}
+        missing = []
+        for metric in sorted({m for e in escalations for m in _metric_types(e)}):
+            kind = (
+                "contention"
+                if any(e.contention and e.contention.metric == metric for e in escalations)
+                else "storage"
+            )
+            if not self._log_metric_exists(project, metric, kind, found):
+                missing.append(metric)
+                continue
+            series = self._series(
+                project,
+                metric,
+                period,
+                count,
+                end,
+                ["resource.labels.service_name", "resource.labels.location"],
+            )
+            per_window: dict[tuple[ServiceKey, int], int] = defaultdict(int)
+            for labels, index, value in series:
+                key = ServiceKey(
+                    project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
+                )
+                per_window[(key, index)] += value
+            counts[metric] = per_window
+        found.missing[project] = tuple(missing)
+        for spec in specs:
+            escalation = spec.escalation
+            assert escalation is not None
+            windows = []
+            for index, window_end in enumerate(ends):
+                slot = (spec.key, index)
+                total = totals.get(slot)
+                contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
+                storage = counts.get(
+                    escalation.storage_errors.metric if escalation.storage_errors else "", {}
+                )
+                windows.append(
+                    Window(
+                        end=window_end,
+                        requests=None if total is None else total[0],
+                        errors_5xx=0 if total is None else total[1],
+                        contention=contention.get(slot, 0),
+                        storage=storage.get(slot, 0),
+                        by_revision=tuple(
+                            (name, r[0], r[1]) for name, r in sorted(revisions.get(slot, {}).items())
+                        ),
+                    )
+                )
+            found.windows[spec.key] = windows[-escalation.consecutive_windows :]
+
+    def _series(
+        self, project: str, metric: str, period: int, count: int, end: datetime, group_by: list[str]
+    ) -> list[tuple[dict[str, str], int, int]]:
+        """(labels, window index oldest-first, value) for every aligned point of `metric` in the interval."""
+        request = monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{project}",
+            filter=f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"',
+            interval=monitoring_v3.TimeInterval(
+                start_time=end - timedelta(seconds=period * count), end_time=end
+            ),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period={"seconds": period},
+                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+                group_by_fields=group_by,
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+        points = []
+        with self._call("ListTimeSeries"):
+            pager = self._metrics.list_time_series(request=request)
+            series_list = list(pager)
+        for series in series_list:
+            labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
+            for point in series.points:
+                point_end = point.interval.end_time
+                age = (end - point_end).total_seconds()
+                index = count - 1 - round(age / period)  # the window whose end is nearest
+                if 0 <= index < count:
+                    value = point.value.int64_value or int(point.value.double_value * period)
+                    points.append((labels, index, int(value)))
+        return points
+
+    def _log_metric_exists(self, project: str, metric: str, kind: str, found: FleetSignals) -> bool:
+        """Whether a log-based metric exists; created when missing and managed. Other metrics are assumed."""
+        if not metric.startswith(LOG_METRIC_PREFIX) or self._log_metrics is None:
+            return True
+        name = metric.removeprefix(LOG_METRIC_PREFIX)
+        if (project, name) in self._known:
+            return True
+        try:
+            with self._call("GetLogMetric"):
+                self._log_metrics.get_log_metric(metric_name=f"projects/{project}/metrics/{name}")
+        except gexc.NotFound:
+            if not self._manage:
+                return False
+            texts = CONTENTION_TEXTS if kind == "contention" else STORAGE_TEXTS
+            description = f"SQLite {kind} errors in Cloud Run logs, counted for cloudrun-reconciler"
+            with self._call("CreateLogMetric"):
+                self._log_metrics.create_log_metric(
+                    parent=f"projects/{project}",
+                    metric=LogMetric(name=name, filter=log_metric_filter(texts), description=description),
+                )
+            found.created.append(f"projects/{project}/metrics/{name}")
+        self._known.add((project, name))
+        return True
+
+
+def _key(project: str, labels: dict[str, str]) -> ServiceKey:
+    return ServiceKey(project=project, region=labels.get("location", ""), name=labels.get("service_name", ""))
+
+
+def _metric(signal: object) -> str:
+    return str(getattr(signal, "metric", "")) if signal is not None else ""
+
+
+def _metric_types(escalation: object) -> Iterator[str]:
+    for signal in (getattr(escalation, "contention", None), getattr(escalation, "storage_errors", None)):
+        if signal is not None:
+            yield signal.metric
