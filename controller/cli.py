@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from controller import __version__
 from controller.errors import PermanentError, ReconcilerError
@@ -117,11 +117,31 @@ def _parser() -> argparse.ArgumentParser:
         help="reverts of one field by others within an hour before the flap guard holds it (3)",
     )
     run.add_argument(
+        "--manage-log-metric",
+        action="store_true",
+        help="create the log-based signal metrics the desired file names when they are missing",
+    )
+    run.add_argument(
+        "--signal-delay",
+        type=_seconds,
+        default=120.0,
+        help="signal windows end this long ago, as Monitoring ingests late (2m)",
+    )
+    run.add_argument(
         "--shutdown-grace",
         type=_seconds,
         default=8.0,
         help="on SIGTERM, how long in-flight writes may finish before they are abandoned (8s)",
     )
+
+    deescalate = commands.add_parser(
+        "deescalate",
+        parents=[common],
+        help="move an escalated service back to its SQLite URL and clear the latch (the one way back)",
+    )
+    deescalate.add_argument("service", metavar="SERVICE", help="a service name declared in the desired file")
+    deescalate.add_argument("-f", "--file", default=DEFAULT_FILE)
+    deescalate.add_argument("--dry-run", action="store_true", help="say what would change; write nothing")
 
     demo = commands.add_parser(
         "demo", parents=[common], help="plan and apply the reference service against an in-process emulator"
@@ -188,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     handler = {
         "run": _run,
+        "deescalate": _deescalate,
         "validate": _validate,
         "plan": _plan,
         "apply": _apply,
@@ -282,6 +303,7 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
             dry_run=dry_run,
             blocked=checked.blocked_reasons(),
             server_dry_run=getattr(args, "server_dry_run", False),
+            decisions=_decisions(checked),
         )
     finally:
         gateway.close()
@@ -294,6 +316,23 @@ def _pass(args: argparse.Namespace, *, dry_run: bool) -> int:
         if not dry_run or getattr(args, "server_dry_run", False):
             print(f"\n{outcomes_text(result)}")
     return code
+
+
+def _decisions(checked: CheckedDesired) -> dict[ServiceKey, Any]:
+    """The escalation verdicts on the signals of the last two minutes' windows, for `plan` and `apply`."""
+    if not any(spec.escalation for spec in checked.state.services):
+        return {}
+    from datetime import UTC, datetime, timedelta
+
+    from controller.runner import read_decisions
+    from controller.signals import SignalReader, signal_clients
+
+    reader = SignalReader(*signal_clients())
+    try:
+        decisions, _ = read_decisions(checked.state, reader, datetime.now(UTC) - timedelta(minutes=2))
+    finally:
+        reader.close()
+    return dict(decisions)
 
 
 def _pass_exit_code(result: PassResult, *, dry_run: bool) -> int:
@@ -369,13 +408,22 @@ def _run(args: argparse.Namespace) -> int:
         pass_timeout=args.pass_timeout,
         workers=max(1, args.workers),
         flap=FlapPolicy(limit=max(1, args.flap_limit)),
+        signal_delay=args.signal_delay,
     )
     gateway = CloudRunServices(
         services_client(),
         operation_timeout=args.pass_timeout,
         on_call=lambda method, code: metrics.api_calls.labels(method, code).inc(),
     )
-    controller = Controller(settings, gateway, clock=SystemClock(), metrics=metrics)
+    from controller.signals import SignalReader, signal_clients
+
+    count = metrics.api_calls
+    signals = SignalReader(
+        *signal_clients(),
+        manage_log_metrics=args.manage_log_metric,
+        on_call=lambda method, code: count.labels(method, code).inc(),
+    )
+    controller = Controller(settings, gateway, clock=SystemClock(), metrics=metrics, signals=signals)
     checked = controller.load()
     for finding in checked.findings:
         if finding.severity is not Severity.NOTE:
@@ -409,6 +457,51 @@ def _run(args: argparse.Namespace) -> int:
     server.stop()
     if not loop.is_alive():
         gateway.close()
+        signals.close()
+    return 0
+
+
+def _deescalate(args: argparse.Namespace) -> int:
+    """The one way back from Cloud SQL: the declared SQLite URL again, the Cloud SQL volume the escalation
+    added removed, the latch cleared; in one update guarded by the etag."""
+    from controller.diff import FieldChange, ManagedField
+    from controller.escalation import deescalation_changes, is_latched
+    from controller.model import APPLIED_ANNOTATION
+    from controller.plan import applied_record
+    from controller.show import format_value
+
+    checked = _checked(args.file)
+    spec = next((s for s in checked.state.services if s.name == args.service), None)
+    if spec is None:
+        names = ", ".join(s.name for s in checked.state.services)
+        raise PermanentError(f"{args.service!r} is not declared in {args.file} (declared: {names})")
+    gateway = _gateway()
+    try:
+        live = gateway.get_service(spec.key)
+        if not is_latched(live.observed):
+            print(f"{spec.name}: not escalated (no latch annotation): nothing to do")
+            return 0
+        try:
+            changes = deescalation_changes(spec, live.observed)
+        except ValueError as error:
+            raise PermanentError(str(error)) from None
+        verb = "would change" if args.dry_run else "changes"
+        print(f"deescalate {spec.key}: {verb}")
+        width = max(len(change.path) for change in changes)
+        for change in changes:
+            old, new = format_value(change, change.old), format_value(change, change.new)
+            print(f"    {change.path:<{width}}  {old} → {new}")
+        if args.dry_run:
+            print("(dry run: nothing written)")
+            return 0
+        record = FieldChange(
+            ManagedField.ANNOTATION, None, applied_record(spec, live.observed), key=APPLIED_ANNOTATION
+        )
+        updated = gateway.apply(live, (*changes, record))
+    finally:
+        gateway.close()
+    revision = updated.observed.latest_ready_revision
+    print(f"deescalated: serving revision {revision}; back on the desired file's SQLite URL")
     return 0
 
 

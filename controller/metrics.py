@@ -73,6 +73,18 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.escalations = Counter(
+            f"{_PREFIX}_escalations",
+            "Escalations to Cloud SQL by result (escalated, failed)",
+            ["service", "result"],
+            registry=r,
+        )
+        self.error_ratio = Gauge(
+            f"{_PREFIX}_service_5xx_ratio",
+            "Share of requests answered 5xx in the newest signal window",
+            ["service"],
+            registry=r,
+        )
         self.desired_valid = Gauge(
             f"{_PREFIX}_desired_file_valid", "1 when the desired file as last read is valid", registry=r
         )

@@ -15,18 +15,29 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import random
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from controller.clock import Clock
 from controller.diff import fingerprint
+from controller.escalation import (
+    EVIDENCE_ANNOTATION,
+    Decision,
+    Verdict,
+    decide,
+    error_ratio,
+    is_latched,
+    revision_error_ratio,
+)
 from controller.flap import FlapGuard, FlapPolicy, Hold
 from controller.metrics import Metrics
 from controller.plan import PlanStatus, ServicePlan
@@ -34,9 +45,20 @@ from controller.reconcile import ApplyResult, PassResult, ServiceOutcome, Servic
 from controller.schedule import Backoff, BackoffPolicy, jittered
 from controller.show import format_value
 from controller.status import StatusBoard
-from desired import CheckedDesired, DesiredStateError, ServiceKey, ServiceSpec, Severity, check_desired_text
+from desired import (
+    CheckedDesired,
+    DesiredState,
+    DesiredStateError,
+    ServiceKey,
+    ServiceSpec,
+    Severity,
+    check_desired_text,
+)
 
-__all__ = ["Controller", "RunSettings"]
+if TYPE_CHECKING:
+    from controller.signals import FleetSignals, SignalReader
+
+__all__ = ["Controller", "RunSettings", "read_decisions"]
 
 _log = structlog.get_logger(__name__)
 
@@ -54,6 +76,27 @@ class RunSettings:
     workers: int = 4  # services written at once
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     flap: FlapPolicy = field(default_factory=FlapPolicy)
+    signal_delay: float = 120.0  # signal windows end this long ago: Monitoring ingests late
+
+
+def read_decisions(
+    state: DesiredState, reader: SignalReader, end: datetime
+) -> tuple[dict[ServiceKey, Decision], FleetSignals]:
+    """Read the fleet's signals up to `end` and judge each service that declares an escalation."""
+    fleet = reader.read(state, end)
+    decisions = {}
+    for spec in state.services:
+        escalation = spec.escalation
+        if escalation is None:
+            continue
+        project = spec.key.project
+        if project in fleet.errors:
+            reason = f"cannot read signals: {fleet.errors[project]}"
+            decisions[spec.key] = Decision(Verdict.NO_DATA, reason, (), {})
+            continue
+        windows = fleet.windows.get(spec.key, [])
+        decisions[spec.key] = decide(escalation, windows, fleet.missing.get(project, ()))
+    return decisions, fleet
 
 
 class Controller:
@@ -67,9 +110,14 @@ class Controller:
         clock: Clock,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        signals: SignalReader | None = None,
     ) -> None:
         self.settings = settings
         self.gateway = gateway
+        self.signals = signals
+        self._escalation_failed: dict[ServiceKey, str] = {}  # not attempted again until the spec changes
+        self._created: dict[ServiceKey, str] = {}  # the revision this controller last created, per service
+        self._fleet: FleetSignals | None = None
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.status = StatusBoard()
@@ -147,6 +195,7 @@ class Controller:
     def _spec_changed(self, spec: ServiceSpec) -> None:
         """A person changed what this service should be: forgive its errors, end its flap holds."""
         self._backoff.pop(spec.key, None)
+        self._escalation_failed.pop(spec.key, None)
         for hold in self._flap.release(spec.key):
             _log.info(
                 "flap_guard_released", service=spec.name, field=hold.path, reason="desired spec changed"
@@ -284,6 +333,7 @@ class Controller:
         with structlog.contextvars.bound_contextvars(reconcile_id=reconcile_id):
             _log.info("pass_started", services=len(checked.state.services), dry_run=self.dry_run)
             try:
+                decisions = self._judge(checked.state)
                 result = reconcile(
                     checked.state,
                     self.gateway,
@@ -293,6 +343,7 @@ class Controller:
                     deferred=deferred,
                     workers=self.settings.workers,
                     proceed=proceed,
+                    decisions=decisions,
                 )
             except Exception as error:  # a bug in a pass must not end the loop: report it, try next time
                 _log.exception("pass_crashed", error=f"{type(error).__name__}: {error}")
@@ -302,7 +353,7 @@ class Controller:
                 return None
             self._retries = [t for t in self._retries if t > start]
             heapq.heapify(self._retries)
-            self._record(checked, result)
+            self._record(checked, result, decisions)
             cut = any(o.message.startswith("not started: the pass was cut short") for o in result.outcomes)
             outcome = "cut" if cut else ("failed" if result.failed else "ok")
             self.metrics.passes.labels(outcome).inc()
@@ -310,6 +361,21 @@ class Controller:
             _log.info("pass_finished", result=outcome, seconds=round(self.clock.monotonic() - start, 3))
         self.last_result = result
         return result
+
+    def _judge(self, state: DesiredState) -> dict[ServiceKey, Decision]:
+        """The escalation verdicts of this pass; an escalation that failed is not attempted again."""
+        if self.signals is None or not any(spec.escalation for spec in state.services):
+            return {}
+        end = self.clock.now() - timedelta(seconds=self.settings.signal_delay)
+        decisions, self._fleet = read_decisions(state, self.signals, end)
+        for key, message in self._escalation_failed.items():
+            decision = decisions.get(key)
+            if decision is not None and decision.verdict is Verdict.ESCALATE:
+                reason = f"not attempted again after it failed ({message}); change the desired file to retry"
+                decisions[key] = Decision(Verdict.BREACHING, reason, decision.windows, decision.thresholds)
+        for created in self._fleet.created:
+            _log.warning("log_metric_created", metric=created)
+        return decisions
 
     def _finish(self, start: float, wall: Any, reconcile_id: str, outcome: str) -> None:
         end = self.clock.monotonic()
@@ -330,7 +396,9 @@ class Controller:
             nextPassInSeconds=round(self._next_pass - end, 3),
         )
 
-    def _record(self, checked: CheckedDesired, result: PassResult) -> None:
+    def _record(
+        self, checked: CheckedDesired, result: PassResult, decisions: dict[ServiceKey, Decision]
+    ) -> None:
         now, wall = self.clock.monotonic(), self.clock.now()
         specs = {spec.key: spec for spec in checked.state.services}
         for service_plan, outcome in zip(result.plan.services, result.outcomes, strict=True):
@@ -338,6 +406,8 @@ class Controller:
             self._account(spec, service_plan, outcome, now)
             self._flap_watch(spec, service_plan, outcome, now)
             self._report(spec, service_plan, outcome, wall)
+            if spec.escalation is not None:
+                self._escalation_report(spec, service_plan, outcome, decisions.get(spec.key), wall)
 
     def _account(self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, now: float) -> None:
         """Metrics and backoff for one service's part of a pass."""
@@ -482,6 +552,108 @@ class Controller:
             },
         )
         board.section(key, "flapGuard", [_hold_json(h) for h in holds.values()])
+
+    def _escalation_report(
+        self,
+        spec: ServiceSpec,
+        plan: ServicePlan,
+        outcome: ServiceOutcome,
+        decision: Decision | None,
+        wall: datetime,
+    ) -> None:
+        """Conditions Escalated, NoData and Degraded; the signals and the escalation in status and metrics."""
+        key, observed, name = spec.key, plan.observed, spec.name
+        escalation = spec.escalation
+        assert escalation is not None
+        board = self.status
+
+        def condition(type_: str, status: bool | None, reason: str, message: str) -> None:
+            generation = observed.generation if observed else 0
+            board.condition(key, type_, status, reason, message, generation=generation, now=wall)
+
+        if outcome.result is ApplyResult.APPLIED and outcome.revision:
+            self._created[key] = outcome.revision
+        if outcome.escalation == "failed":
+            self._escalation_failed[key] = outcome.message
+        if outcome.escalation in ("escalated", "failed"):
+            self.metrics.escalations.labels(name, outcome.escalation).inc()
+        latched = is_latched(observed)
+        failure = observed.failure if observed is not None and latched else ""
+        evidence: Any = None
+        if latched and observed is not None:
+            try:
+                evidence = json.loads(dict(observed.annotations).get(EVIDENCE_ANNOTATION, "null"))
+            except ValueError:
+                evidence = None
+        if outcome.escalation == "failed" or failure:
+            state, value = "EscalationFailed", -1
+            condition(
+                "Escalated", False, "EscalationFailed", outcome.message if outcome.escalation else failure
+            )
+        elif latched:
+            state, value = "Escalated", 1
+            condition(
+                "Escalated", True, "Latched", "on Cloud SQL; `cloudrun-reconciler deescalate` is the way back"
+            )
+        elif outcome.escalation == "would":
+            state, value = "WouldEscalate", 0
+            condition("Escalated", False, "WouldEscalate", outcome.message)
+        else:
+            state, value = "SQLite", 0
+            verdict = decision.verdict.value if decision else "NotRead"
+            condition("Escalated", False, verdict, decision.reason if decision else "signals not read")
+        self.metrics.escalation.labels(name).set(value)
+        no_data = decision is not None and decision.verdict is Verdict.NO_DATA
+        condition(
+            "NoData",
+            no_data,
+            "NoData" if no_data else "DataPresent",
+            decision.reason if no_data and decision else "",
+        )
+        windows = [judged.window for judged in decision.windows] if decision else []
+        ratio = error_ratio(windows)
+        if ratio is not None:
+            self.metrics.error_ratio.labels(name).set(ratio)
+        self._degraded(spec, windows, ratio, condition)
+        board.section(
+            key,
+            "signals",
+            None
+            if decision is None
+            else {
+                "errorRatio": ratio,
+                **decision.evidence(),
+                "missingMetrics": list((self._fleet.missing if self._fleet else {}).get(key.project, ())),
+            },
+        )
+        board.section(key, "escalation", {"state": state, "evidence": evidence})
+
+    def _degraded(
+        self,
+        spec: ServiceSpec,
+        windows: list[Any],
+        ratio: float | None,
+        condition: Callable[[str, bool | None, str, str], None],
+    ) -> None:
+        escalation = spec.escalation
+        assert escalation is not None
+        limit = escalation.max_error_ratio
+        if limit is None:
+            return
+        created = self._created.get(spec.key, "")
+        own = revision_error_ratio(windows, created) if created else None
+        if own is not None and own[0] > limit and own[1] >= escalation.min_requests:
+            message = (
+                f"revision {created}, created by this controller, answers {own[0]:.1%} 5xx (max {limit:.1%})"
+            )
+            _log.warning("created_revision_degraded", service=spec.name, revision=created, ratio=own[0])
+            condition("Degraded", True, "CreatedRevisionErrors", message)
+        elif ratio is not None and ratio > limit:
+            condition("Degraded", True, "ErrorRatio", f"5xx ratio {ratio:.1%} above the maximum {limit:.1%}")
+        elif ratio is None:
+            condition("Degraded", None, "NoData", "no request data")
+        else:
+            condition("Degraded", False, "ErrorRatio", f"5xx ratio {ratio:.1%} within {limit:.1%}")
 
 
 def _hold_json(hold: Hold) -> dict[str, Any]:
