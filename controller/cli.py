@@ -464,6 +464,8 @@ def _run(args: argparse.Namespace) -> int:
 def _deescalate(args: argparse.Namespace) -> int:
     """The one way back from Cloud SQL: the declared SQLite URL again, the Cloud SQL volume the escalation
     added removed, the latch cleared; in one update guarded by the etag."""
+    from datetime import UTC, datetime
+
     from controller.diff import FieldChange, ManagedField
     from controller.escalation import deescalation_changes, is_latched
     from controller.model import APPLIED_ANNOTATION
@@ -482,7 +484,7 @@ def _deescalate(args: argparse.Namespace) -> int:
             print(f"{spec.name}: not escalated (no latch annotation): nothing to do")
             return 0
         try:
-            changes = deescalation_changes(spec, live.observed)
+            changes = deescalation_changes(spec, live.observed, datetime.now(UTC))
         except ValueError as error:
             raise PermanentError(str(error)) from None
         verb = "would change" if args.dry_run else "changes"

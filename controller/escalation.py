@@ -27,6 +27,7 @@ from controller.model import CloudSqlVolume, ObservedService
 from desired import CloudSqlSpec, EscalationSpec, ServiceSpec
 
 __all__ = [
+    "DEESCALATED_ANNOTATION",
     "EVIDENCE_ANNOTATION",
     "LATCH_ANNOTATION",
     "LATCH_VALUE",
@@ -35,6 +36,7 @@ __all__ = [
     "Window",
     "WindowState",
     "decide",
+    "deescalated_at",
     "deescalation_changes",
     "error_ratio",
     "escalated_spec",
@@ -44,6 +46,7 @@ __all__ = [
 LATCH_ANNOTATION = "cloudrun-reconciler.dev/escalated"
 LATCH_VALUE = "cloudsql"
 EVIDENCE_ANNOTATION = "cloudrun-reconciler.dev/escalation-evidence"
+DEESCALATED_ANNOTATION = "cloudrun-reconciler.dev/deescalated-at"  # windows before it no longer count
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,11 @@ class Decision:
     reason: str
     windows: tuple[Judged, ...]
     thresholds: dict[str, Any]
+    window_seconds: int = 0
+
+    def predates(self, moment: datetime) -> bool:
+        """Whether any window this decision rests on began before `moment`."""
+        return any(j.window.end.timestamp() - self.window_seconds < moment.timestamp() for j in self.windows)
 
     def evidence(self) -> dict[str, Any]:
         """What the decision rests on, as JSON: thresholds and each window's numbers and state."""
@@ -149,7 +157,7 @@ def decide(spec: EscalationSpec, windows: Sequence[Window], missing: Sequence[st
     needed = spec.consecutive_windows
 
     def decision(verdict: Verdict, reason: str) -> Decision:
-        return Decision(verdict, reason, judged, thresholds)
+        return Decision(verdict, reason, judged, thresholds, spec.window)
 
     signals = [s.metric for s in (spec.contention, spec.storage_errors) if s is not None]
     if signals and all(metric in missing for metric in signals):
@@ -221,9 +229,21 @@ def escalated_spec(spec: ServiceSpec, decision: Decision | None = None) -> Servi
     )
 
 
-def deescalation_changes(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:
+def deescalated_at(observed: ObservedService | None) -> datetime | None:
+    """When `deescalate` last moved the service back, from its annotation."""
+    text = dict(observed.annotations).get(DEESCALATED_ANNOTATION, "") if observed else ""
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def deescalation_changes(
+    spec: ServiceSpec, observed: ObservedService, now: datetime
+) -> tuple[FieldChange, ...]:
     """What `deescalate` writes: the database env var back to the declared SQLite value, the Cloud SQL
-    volume and mount the escalation added removed (unless the file declares them), the latch cleared."""
+    volume and mount the escalation added removed (unless the file declares them), the latch cleared, and
+    the time of it, so that windows from before it cannot escalate the service again at once."""
     escalation = spec.escalation
     if escalation is None or escalation.cloud_sql is None:
         raise ValueError(f"{spec.name} declares no escalation to Cloud SQL")
@@ -246,4 +266,13 @@ def deescalation_changes(spec: ServiceSpec, observed: ObservedService) -> tuple[
     for key in (LATCH_ANNOTATION, EVIDENCE_ANNOTATION):
         if key in annotations:
             changes.append(FieldChange(ManagedField.ANNOTATION, annotations[key], None, key=key))
+    stamp = now.isoformat()
+    changes.append(
+        FieldChange(
+            ManagedField.ANNOTATION,
+            annotations.get(DEESCALATED_ANNOTATION),
+            stamp,
+            key=DEESCALATED_ANNOTATION,
+        )
+    )
     return tuple(sorted(changes, key=lambda change: change.sort_key))

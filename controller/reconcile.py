@@ -20,7 +20,7 @@ import structlog
 
 from controller.diff import FieldChange, ManagedField, TargetError, diff_service
 from controller.errors import ConflictError, PermanentError, ReconcilerError
-from controller.escalation import Decision, Verdict, escalated_spec, is_latched
+from controller.escalation import Decision, Verdict, deescalated_at, escalated_spec, is_latched
 from controller.model import APPLIED_ANNOTATION, LiveService
 from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
 from controller.show import format_value
@@ -212,8 +212,12 @@ def _effective(
         if target is not None and is_latched(found.observed if found else None):
             services.append(escalated_spec(spec))
         elif target is not None and found is not None and decision and decision.verdict is Verdict.ESCALATE:
-            services.append(escalated_spec(spec, decision))
-            escalating[spec.key] = decision
+            back = deescalated_at(found.observed)
+            if back is not None and decision.predates(back):
+                services.append(spec)  # the breach was judged before a person moved it back
+            else:
+                services.append(escalated_spec(spec, decision))
+                escalating[spec.key] = decision
         else:
             services.append(spec)
     return desired.model_copy(update={"services": services}), escalating
