@@ -182,7 +182,14 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="v2 Service JSON/YAML to start with (repeatable)",
+        help="services to start with (repeatable): v2 Service JSON/YAML, v1 Knative YAML/JSON "
+        "(`gcloud run services describe --format=yaml`), or a `gcloud run deploy` command line",
+    )
+    emulator.add_argument(
+        "--seed-project", metavar="PROJECT", help="project of seeded services whose file names none"
+    )
+    emulator.add_argument(
+        "--seed-region", metavar="REGION", help="region of seeded services whose file names none"
     )
     return parser
 
@@ -519,7 +526,11 @@ def _emulator(args: argparse.Namespace) -> int:
     from emulator.admin import AdminServer
 
     try:
-        services = [service for path in args.seed for service in load_seed_file(path)]
+        services = [
+            service
+            for path in args.seed
+            for service in load_seed_file(path, project=args.seed_project, location=args.seed_region)
+        ]
     except SeedError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

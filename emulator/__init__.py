@@ -7,7 +7,7 @@ use it in-process, `cloudrun-reconciler emulator` runs it standalone. It imports
 
 from emulator.monitoring import MetricStore
 from emulator.rules import ApiError
-from emulator.seed import SeedError, load_seed_file, service_from_dict
+from emulator.seed import SeedError, load_seed_file, load_seed_text, service_from_dict
 from emulator.server import Emulator
 from emulator.store import ServiceStore
 
@@ -18,5 +18,6 @@ __all__ = [
     "SeedError",
     "ServiceStore",
     "load_seed_file",
+    "load_seed_text",
     "service_from_dict",
 ]

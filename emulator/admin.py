@@ -1,7 +1,9 @@
 """A small HTTP control surface for the standalone emulator, on loopback: what tests do in-process.
 
 Owns JSON endpoints that drive the stores the gRPC API serves:
-    POST /v1/services   a v2 Service JSON: seed it
+    POST /v1/services   seed what the body holds, in any seed shape (`emulator/seed.py`): v2 Service JSON,
+                        v1 Knative YAML or JSON, a `gcloud run deploy` command line; `?project=P&region=R`
+                        place services the body leaves unplaced
     POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in}}
     POST /v1/faults     {"method", "count", "code"}, {"method", "share", "code", "seed"},
                         {"method", "latency"} (seconds), or {"clear": true}
@@ -18,12 +20,13 @@ import threading
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 from google.protobuf import json_format
 
 from emulator.rules import ApiError
-from emulator.seed import SeedError, service_from_dict
+from emulator.seed import SeedError, load_seed_text
 
 __all__ = ["AdminServer"]
 
@@ -61,20 +64,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         routes = {
-            "/v1/services": self._seed,
             "/v1/edit": self._edit,
             "/v1/faults": self._faults,
             "/v1/points": self._points,
             "/v1/settings": self._settings,
         }
-        route = routes.get(self.path)
-        if route is None:
+        url = urlsplit(self.path)
+        route = routes.get(url.path)
+        if route is None and url.path != "/v1/services":
             self._answer(404, {"error": f"no such endpoint: POST {self.path}"})
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            self._answer(200, route(body))
+            raw = self.rfile.read(length).decode("utf-8")
+            if route is None:  # the seed takes the body as it came: any seed shape, not only JSON
+                query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+                self._answer(200, self._seed(raw, query))
+            else:
+                self._answer(200, route(json.loads(raw or "{}")))
         except (ValueError, KeyError, TypeError, SeedError, ApiError, json_format.ParseError) as error:
             self._answer(400, {"error": str(error)})
 
@@ -86,9 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _seed(self, body: dict[str, Any]) -> dict[str, Any]:
-        stored = self.emulator.store.seed(service_from_dict(body, "POST /v1/services"))
-        return {"name": stored.name, "etag": stored.etag}
+    def _seed(self, body: str, query: dict[str, str]) -> dict[str, Any]:
+        services = load_seed_text(
+            body, "POST /v1/services", project=query.get("project"), location=query.get("region")
+        )
+        stored = [self.emulator.store.seed(service) for service in services]
+        if len(stored) == 1:
+            return {"name": stored[0].name, "etag": stored[0].etag}
+        return {"services": [{"name": service.name, "etag": service.etag} for service in stored]}
 
     def _edit(self, body: dict[str, Any]) -> dict[str, Any]:
         def change(service: Any) -> None:
