@@ -590,11 +590,13 @@ class Controller:
             condition(
                 "Escalated", False, "EscalationFailed", outcome.message if outcome.escalation else failure
             )
-        elif latched:
+        elif latched or outcome.escalation == "escalated":
             state, value = "Escalated", 1
-            condition(
-                "Escalated", True, "Latched", "on Cloud SQL; `cloudrun-reconciler deescalate` is the way back"
-            )
+            if outcome.escalation == "escalated" and decision is not None:
+                evidence = {"to": _target(spec), **decision.evidence()}
+            way_back = "`cloudrun-reconciler deescalate` is the way back"
+            message = outcome.message if outcome.escalation == "escalated" else "on Cloud SQL"
+            condition("Escalated", True, "Latched", f"{message}; {way_back}")
         elif outcome.escalation == "would":
             state, value = "WouldEscalate", 0
             condition("Escalated", False, "WouldEscalate", outcome.message)
@@ -654,6 +656,11 @@ class Controller:
             condition("Degraded", None, "NoData", "no request data")
         else:
             condition("Degraded", False, "ErrorRatio", f"5xx ratio {ratio:.1%} within {limit:.1%}")
+
+
+def _target(spec: ServiceSpec) -> str:
+    escalation = spec.escalation
+    return escalation.cloud_sql.instance if escalation and escalation.cloud_sql else ""
 
 
 def _hold_json(hold: Hold) -> dict[str, Any]:

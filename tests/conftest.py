@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from google.cloud import run_v2
 from hypothesis import settings
 
@@ -50,6 +51,13 @@ def as_found_services() -> list[Any]:
     seed = resources.files("emulator").joinpath("seeds/cagent-api-as-found.yaml")
     with resources.as_file(seed) as path:
         return load_seed_file(path)
+
+
+@pytest.fixture(autouse=True)
+def _logging_reset() -> Iterator[None]:
+    """A test that runs the CLI in-process configures structlog onto its captured stream; undo that."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -1,0 +1,459 @@
+"""Escalation from SQLite to Cloud SQL: the decision over a table of window series, then the whole story
+against the emulator through the real Cloud Run, Monitoring and Logging clients on an injected clock.
+
+Signals are written into the emulator's Monitoring store as Cloud Run and log-based metrics would record
+them; the controller reads them back with one `ListTimeSeries` per signal and judges them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import cli
+from controller.clock import ManualClock
+from controller.cloudrun import EMULATOR_HOST_ENV, CloudRunServices
+from controller.escalation import (
+    DEESCALATED_ANNOTATION,
+    EVIDENCE_ANNOTATION,
+    LATCH_ANNOTATION,
+    Verdict,
+    Window,
+    WindowState,
+    decide,
+)
+from controller.metrics import Metrics
+from controller.runner import Controller, RunSettings
+from controller.signals import REQUEST_COUNT, SignalReader, signal_clients
+from desired import EscalationSpec
+from emulator import Emulator
+from tests.conftest import REFERENCE
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+CONTENTION = "logging.googleapis.com/user/cagent_sqlite_contention"
+STORAGE = "logging.googleapis.com/user/cagent_sqlite_storage_errors"
+CLOUD_SQL = "demo-project:us-central1:cagent-sessions"
+IMAGE = "us-docker.pkg.dev/demo-project/agents/cagent-api:2026.11.3"
+
+
+# --- the decision, a pure function ---------------------------------------------------------------------
+
+SPEC = EscalationSpec.model_validate(
+    {
+        "window": "60s",
+        "consecutiveWindows": 3,
+        "minRequests": 20,
+        "contention": {"metric": CONTENTION, "maxRate": 0.05},
+        "storageErrors": {"metric": STORAGE, "maxCount": 2},
+    }
+)
+
+
+def series(*cells: tuple[int | None, int, int]) -> list[Window]:
+    """Windows oldest first from (requests, contention, storage) cells, a minute apart."""
+    return [
+        Window(end=START + timedelta(minutes=i), requests=r, contention=c, storage=s)
+        for i, (r, c, s) in enumerate(cells)
+    ]
+
+
+OK = (100, 0, 0)
+LOCKED = (100, 6, 0)  # 6 % of requests hit `database is locked`: above 5 %
+AT_RATE = (100, 5, 0)  # exactly 5 %: not above the maximum
+BROKEN = (100, 0, 3)  # 3 storage errors: above 2
+AT_COUNT = (100, 0, 2)  # exactly the maximum count
+QUIET = (19, 19, 19)  # fewer requests than minRequests: not judged, however bad
+AT_MIN = (20, 2, 0)  # exactly minRequests, 10 % contention: judged, a breach
+NO_DATA = (None, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("cells", "verdict", "states"),
+    [
+        ([OK, OK, OK], Verdict.HEALTHY, ["ok", "ok", "ok"]),
+        ([LOCKED, LOCKED, LOCKED], Verdict.ESCALATE, ["breach"] * 3),
+        ([BROKEN, BROKEN, BROKEN], Verdict.ESCALATE, ["breach"] * 3),
+        ([LOCKED, BROKEN, LOCKED], Verdict.ESCALATE, ["breach"] * 3),  # either signal keeps the streak
+        ([OK, OK, LOCKED], Verdict.BREACHING, ["ok", "ok", "breach"]),  # a one-window blip
+        ([OK, LOCKED, LOCKED], Verdict.BREACHING, ["ok", "breach", "breach"]),
+        ([LOCKED, OK, LOCKED], Verdict.BREACHING, ["breach", "ok", "breach"]),  # the streak is broken
+        ([LOCKED, LOCKED, OK], Verdict.HEALTHY, ["breach", "breach", "ok"]),  # recovered
+        ([AT_RATE, AT_RATE, AT_RATE], Verdict.HEALTHY, ["ok"] * 3),  # the rate boundary is not a breach
+        ([AT_COUNT, AT_COUNT, AT_COUNT], Verdict.HEALTHY, ["ok"] * 3),  # nor the count boundary
+        ([AT_MIN, AT_MIN, AT_MIN], Verdict.ESCALATE, ["breach"] * 3),  # minRequests itself is judged
+        ([QUIET, QUIET, QUIET], Verdict.LOW_TRAFFIC, ["low-traffic"] * 3),
+        ([LOCKED, QUIET, LOCKED], Verdict.BREACHING, ["breach", "low-traffic", "breach"]),
+        ([LOCKED, LOCKED, NO_DATA], Verdict.NO_DATA, ["breach", "breach", "no-data"]),  # not a recovery
+        ([OK, OK, NO_DATA], Verdict.NO_DATA, ["ok", "ok", "no-data"]),  # nor a breach
+        ([NO_DATA, LOCKED, LOCKED], Verdict.BREACHING, ["no-data", "breach", "breach"]),
+        ([LOCKED, LOCKED], Verdict.BREACHING, ["breach", "breach"]),  # too few windows yet
+        ([OK, LOCKED, LOCKED, LOCKED], Verdict.ESCALATE, ["breach"] * 3),  # only the newest count
+        ([], Verdict.NO_DATA, []),
+    ],
+)
+def test_the_decision_over_a_table_of_window_series(
+    cells: list[tuple[int | None, int, int]], verdict: Verdict, states: list[str]
+) -> None:
+    decision = decide(SPEC, series(*cells))
+    assert decision.verdict is verdict, decision.reason
+    assert [judged.state.value for judged in decision.windows] == states
+
+
+def test_a_missing_metric_is_not_judged_and_all_missing_is_no_data() -> None:
+    storage_only = decide(SPEC, series(LOCKED, LOCKED, LOCKED), missing=[CONTENTION])
+    assert storage_only.verdict is Verdict.HEALTHY  # contention is not read: its breach cannot count
+    assert "contentionMaxRate" not in storage_only.thresholds
+    none = decide(SPEC, series(BROKEN, BROKEN, BROKEN), missing=[CONTENTION, STORAGE])
+    assert none.verdict is Verdict.NO_DATA
+    assert CONTENTION in none.reason and STORAGE in none.reason
+
+
+def test_the_evidence_carries_the_numbers_the_windows_and_the_thresholds() -> None:
+    decision = decide(SPEC, series(OK, LOCKED, BROKEN, LOCKED))
+    evidence = decision.evidence()
+    assert evidence["verdict"] == "Escalate"
+    assert evidence["thresholds"] == {
+        "window": "60s",
+        "consecutiveWindows": 3,
+        "minRequests": 20,
+        "contentionMaxRate": 0.05,
+        "storageErrorsMaxCount": 2,
+    }
+    assert [(w["requests"], w["contention"], w["storageErrors"]) for w in evidence["windows"]] == [
+        (100, 6, 0),
+        (100, 0, 3),
+        (100, 6, 0),
+    ]
+    assert "contention 6/100 = 0.06 > 0.05" in evidence["windows"][0]["why"]
+    assert "storage errors 3 > 2" in evidence["windows"][1]["why"]
+    assert json.loads(json.dumps(evidence)) == evidence
+
+
+def test_one_consecutive_window_escalates_on_the_first_breach() -> None:
+    eager = SPEC.model_copy(update={"consecutive_windows": 1})
+    assert decide(eager, series(OK, BROKEN)).verdict is Verdict.ESCALATE
+    assert decide(eager, series(BROKEN, OK)).verdict is Verdict.HEALTHY
+    assert WindowState.BREACH.value == "breach"
+
+
+# --- the loop against the emulator ---------------------------------------------------------------------
+
+DESIRED = f"""\
+controller: {{interval: 60s}}
+defaults: {{project: demo-project, region: us-central1}}
+services:
+  - name: cagent-api
+    timeout: 3600s
+    env:
+      DATABASE_URL: "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
+    database: {{env: DATABASE_URL, dialect: mattn}}
+    escalation:
+      window: 60s
+      consecutiveWindows: 3
+      minRequests: 20
+      maxErrorRatio: 0.2
+      contention: {{metric: {CONTENTION}, maxRate: 0.05}}
+      storageErrors: {{metric: {STORAGE}, maxCount: 0}}
+      cloudSql:
+        instance: {CLOUD_SQL}
+        databaseUrl: {{secret: cagent-api-cloudsql-url, version: latest}}
+"""
+
+
+class Story:
+    """A controller on a ManualClock over the emulator; each `minute` feeds one window and runs a pass."""
+
+    def __init__(
+        self, emulator: Emulator, gateway: CloudRunServices, path: Path, *, manage: bool = True, **kw: Any
+    ) -> None:
+        self.emulator, self.gateway, self.path = emulator, gateway, path
+        self.clock = ManualClock(START)
+        self.manage = manage
+        self.settings = kw
+        if not path.exists():
+            path.write_text(DESIRED)
+        self.controller = self.start()
+
+    def start(self) -> Controller:
+        """A new controller process, as after a restart: nothing remembered but what the service holds."""
+        reader = SignalReader(*signal_clients(self.emulator.address), manage_log_metrics=self.manage)
+        controller = Controller(
+            RunSettings(file=str(self.path), workers=1, signal_delay=0, **self.settings),
+            self.gateway,
+            clock=self.clock,
+            metrics=Metrics(),
+            rng=random.Random(3),
+            signals=reader,
+        )
+        controller.load()
+        self.controller = controller
+        return controller
+
+    def feed(self, requests: int, contention: int = 0, storage: int = 0, errors_5xx: int = 0) -> None:
+        """One minute of traffic and log-based counts, in the window that ends now."""
+        at = self.clock.now() - timedelta(seconds=30)
+        revision = self.emulator.store.get(REFERENCE).latest_ready_revision.rsplit("/", 1)[-1]
+        resource = {
+            "project_id": "demo-project",
+            "service_name": "cagent-api",
+            "location": "us-central1",
+            "revision_name": revision,
+        }
+        metrics = self.emulator.metrics
+        for code_class, value in (("2xx", requests - errors_5xx), ("5xx", errors_5xx)):
+            if value:
+                metrics.add_point(
+                    REQUEST_COUNT,
+                    value,
+                    at,
+                    resource_labels=resource,
+                    metric_labels={"response_code_class": code_class, "response_code": code_class[0] + "00"},
+                )
+        for metric, value in ((CONTENTION, contention), (STORAGE, storage)):
+            if value:
+                metrics.add_point(metric, value, at, resource_labels=resource)
+
+    def minute(
+        self, requests: int | None, contention: int = 0, storage: int = 0, errors_5xx: int = 0
+    ) -> None:
+        self.clock.advance(60)
+        if requests is not None:
+            self.feed(requests, contention, storage, errors_5xx)
+        self.controller.run_pass()
+
+    def service(self) -> Any:
+        return self.emulator.store.get(REFERENCE)
+
+    def env(self) -> dict[str, Any]:
+        container = self.service().template.containers[0]
+        return {e.name: (e.value or e.value_source.secret_key_ref.secret) for e in container.env}
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        service = self.controller.status.document()["services"][0]
+        return next(c for c in service["conditions"] if c["type"] == type_)
+
+
+@pytest.fixture
+def story(reference: Emulator, gateway: CloudRunServices, tmp_path: Path) -> Iterator[Story]:
+    told = Story(reference, gateway, tmp_path / "desired-state.yaml")
+    yield told
+    assert told.controller.signals is not None
+    told.controller.signals.close()
+
+
+def latched(story: Story) -> bool:
+    return bool(story.service().annotations.get(LATCH_ANNOTATION) == "cloudsql")
+
+
+def test_under_the_threshold_nothing_happens(story: Story) -> None:
+    story.controller.run_pass()  # the drift is healed first
+    updates = story.emulator.store.calls["UpdateService"]
+    for _ in range(5):
+        story.minute(100, contention=5)  # 5 %: at the maximum, not above
+    assert not latched(story)
+    assert story.emulator.store.calls["UpdateService"] == updates
+    assert story.env()["DATABASE_URL"].startswith("sqlite:")
+    assert story.condition("Escalated")["reason"] == "Healthy"
+    assert story.condition("NoData")["status"] == "False"
+
+
+def test_a_one_window_blip_does_not_escalate(story: Story) -> None:
+    story.controller.run_pass()
+    for requests, storage in ((100, 0), (100, 0), (100, 7), (100, 0), (100, 0)):
+        story.minute(requests, storage=storage)
+        if storage:
+            assert story.condition("Escalated")["reason"] == "Breaching"
+    assert not latched(story)
+    assert story.condition("Escalated")["reason"] == "Healthy"
+
+
+def test_a_sustained_breach_escalates_once_in_one_update_and_stays_across_restarts(story: Story) -> None:
+    story.controller.run_pass()
+    before = story.service()
+    updates = story.emulator.store.calls["UpdateService"]
+    story.minute(100, contention=9)
+    story.minute(100, contention=9)
+    assert not latched(story), "two windows of three are not enough"
+    assert story.emulator.store.calls["UpdateService"] == updates
+    story.minute(100, contention=9)
+    assert story.emulator.store.calls["UpdateService"] == updates + 1, "exactly one update"
+    after = story.service()
+    assert latched(story)
+    container = after.template.containers[0]
+    env = {e.name: e for e in container.env}
+    assert env["DATABASE_URL"].value == ""
+    assert env["DATABASE_URL"].value_source.secret_key_ref.secret == "cagent-api-cloudsql-url"
+    assert env["DATABASE_URL"].value_source.secret_key_ref.version == "latest"
+    assert env["LOG_LEVEL"].value == "info", "a variable the file does not name is kept"
+    volumes = {v.name: v for v in after.template.volumes}
+    assert list(volumes["cloudsql"].cloud_sql_instance.instances) == [CLOUD_SQL]
+    assert "sessions" in volumes, "the declared SQLite volume is left in place"
+    assert {m.name: m.mount_path for m in container.volume_mounts}["cloudsql"] == "/cloudsql"
+    assert container.image == before.template.containers[0].image == IMAGE
+    evidence = json.loads(after.annotations[EVIDENCE_ANNOTATION])
+    assert evidence["to"] == CLOUD_SQL and evidence["verdict"] == "Escalate"
+    assert [w["contention"] for w in evidence["windows"]] == [9, 9, 9]
+    assert evidence["thresholds"]["contentionMaxRate"] == 0.05
+    assert after.latest_ready_revision != before.latest_ready_revision
+    assert story.condition("Escalated") | {"lastTransitionTime": None} == story.condition("Escalated") | {
+        "status": "True",
+        "reason": "Latched",
+        "lastTransitionTime": None,
+    }
+    assert story.controller.metrics is not None
+    text = story.controller.metrics.render().decode()
+    assert 'cloudrun_reconciler_escalations_total{result="escalated",service="cagent-api"} 1.0' in text
+    assert 'cloudrun_reconciler_escalation_state{service="cagent-api"} 1.0' in text
+
+    story.minute(100)  # healthy again: the latch holds
+    story.minute(None)  # and no data changes nothing either
+    assert story.emulator.store.calls["UpdateService"] == updates + 1
+    story.start()  # a restart remembers nothing in memory
+    story.minute(100)
+    story.minute(100, contention=9)
+    assert latched(story)
+    assert story.emulator.store.calls["UpdateService"] == updates + 1, "no second update after a restart"
+    assert story.condition("Escalated")["reason"] == "Latched"
+
+
+def test_no_data_takes_no_action_and_says_so(story: Story) -> None:
+    story.controller.run_pass()
+    updates = story.emulator.store.calls["UpdateService"]
+    story.minute(100, contention=9)
+    story.minute(100, contention=9)
+    story.minute(None)  # Monitoring returns nothing for the newest window
+    assert not latched(story)
+    assert story.emulator.store.calls["UpdateService"] == updates
+    no_data = story.condition("NoData")
+    assert no_data["status"] == "True"
+    assert "neither a breach nor a recovery" in no_data["message"]
+    story.minute(100, contention=9)  # data again: one breaching window, the streak starts over
+    assert story.condition("NoData")["status"] == "False"
+    assert story.condition("Escalated")["reason"] == "Breaching"
+    assert not latched(story)
+
+
+def test_the_5xx_ratio_is_shown_and_degraded_names_a_revision_this_controller_created(story: Story) -> None:
+    story.controller.run_pass()  # heals the drift: a revision created by this controller
+    created = story.service().latest_ready_revision.rsplit("/", 1)[-1]
+    story.minute(100, errors_5xx=10)
+    assert story.condition("Degraded")["status"] == "False"
+    story.minute(100, errors_5xx=30)
+    degraded = story.condition("Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "CreatedRevisionErrors"
+    assert created in degraded["message"] and "30.0%" in degraded["message"]
+    signals = story.controller.status.document()["services"][0]["signals"]
+    assert signals["errorRatio"] == pytest.approx(0.3)
+    text = story.controller.metrics.render().decode()
+    assert 'cloudrun_reconciler_service_5xx_ratio{service="cagent-api"} 0.3' in text
+    story.start()  # a controller that created nothing sees only the service's ratio
+    story.minute(100, errors_5xx=30)
+    assert story.condition("Degraded")["reason"] == "ErrorRatio"
+    assert not latched(story), "5xx alone does not escalate"
+
+
+def test_a_missing_log_metric_is_reported_not_created_without_the_flag(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    story = Story(reference, gateway, tmp_path / "d.yaml", manage=False)
+    for _ in range(3):
+        story.minute(100, contention=9, storage=9)
+    assert not latched(story)
+    assert story.condition("NoData")["status"] == "True"
+    assert "no signal metric exists" in story.condition("NoData")["message"]
+    assert reference.store.calls["CreateLogMetric"] == 0
+    assert reference.store.calls["GetLogMetric"] == 6, "asked again each pass: someone may create it"
+
+
+def test_managed_log_metrics_are_created_once_with_the_error_texts(story: Story) -> None:
+    story.minute(100)
+    story.minute(100)
+    assert story.emulator.store.calls["CreateLogMetric"] == 2
+    assert story.emulator.store.calls["GetLogMetric"] == 2, "known metrics are not asked for again"
+    created = story.emulator.log_metrics.get("projects/demo-project/metrics/cagent_sqlite_storage_errors")
+    assert "disk I/O error" in created.filter and "OutOfOrderError" in created.filter
+    assert "database disk image is malformed" in created.filter
+    contention = story.emulator.log_metrics.get("projects/demo-project/metrics/cagent_sqlite_contention")
+    assert "database is locked" in contention.filter
+
+
+def test_signals_cost_one_list_per_signal_per_pass(story: Story) -> None:
+    story.minute(100)
+    calls = story.emulator.store.calls["ListTimeSeries"]
+    story.minute(100)
+    assert story.emulator.store.calls["ListTimeSeries"] - calls == 3  # request_count and two log metrics
+
+
+def test_a_revision_that_never_becomes_ready_is_escalation_failed_and_not_retried(story: Story) -> None:
+    story.controller.run_pass()
+    story.emulator.store.failing_revisions = "Container failed to start: cannot reach Cloud SQL."
+    updates = story.emulator.store.calls["UpdateService"]
+    for _ in range(3):
+        story.minute(100, storage=4)
+    assert story.emulator.store.calls["UpdateService"] == updates + 1
+    failed = story.condition("Escalated")
+    assert failed["status"] == "False" and failed["reason"] == "EscalationFailed"
+    assert "cannot reach Cloud SQL" in failed["message"]
+    for _ in range(3):
+        story.minute(100, storage=4)
+    assert story.emulator.store.calls["UpdateService"] == updates + 1, "not retried in a loop"
+    assert story.condition("Escalated")["reason"] == "EscalationFailed"
+    text = story.controller.metrics.render().decode()
+    assert 'cloudrun_reconciler_escalations_total{result="failed",service="cagent-api"} 1.0' in text
+
+
+def test_dry_run_says_would_escalate_with_the_numbers_and_writes_nothing(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    story = Story(reference, gateway, tmp_path / "d.yaml", dry_run=True)
+    for _ in range(3):
+        story.minute(100, contention=9)
+    assert reference.store.calls["UpdateService"] == 0
+    assert not latched(story)
+    would = story.condition("Escalated")
+    assert would["reason"] == "WouldEscalate"
+    assert "9/100" in would["message"]
+
+
+def test_deescalate_is_the_one_way_back_and_a_dry_run_of_it_writes_nothing(
+    story: Story, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    story.controller.run_pass()
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story)
+    monkeypatch.setenv(EMULATOR_HOST_ENV, story.emulator.address)
+    updates = story.emulator.store.calls["UpdateService"]
+
+    assert cli.main(["deescalate", "cagent-api", "-f", str(story.path), "--dry-run"]) == 0
+    said = capsys.readouterr().out
+    assert "would change" in said and "volumes[cloudsql]" in said and "env[DATABASE_URL]" in said
+    assert "annotations[cloudrun-reconciler.dev/escalated]" in said
+    assert "cagent-api-cloudsql-url" in said and "sqlite:///work/sessions.db" in said
+    assert story.emulator.store.calls["UpdateService"] == updates
+    assert latched(story)
+
+    assert cli.main(["deescalate", "cagent-api", "-f", str(story.path)]) == 0
+    assert "deescalated" in capsys.readouterr().out
+    assert story.emulator.store.calls["UpdateService"] == updates + 1
+    service = story.service()
+    assert LATCH_ANNOTATION not in service.annotations
+    assert EVIDENCE_ANNOTATION not in service.annotations
+    assert DEESCALATED_ANNOTATION in service.annotations
+    assert story.env()["DATABASE_URL"] == "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000"
+    assert "cloudsql" not in {v.name for v in service.template.volumes}
+    assert "cloudsql" not in {m.name for m in service.template.containers[0].volume_mounts}
+
+    story.minute(100, storage=3)  # windows from before the way back do not escalate it again at once
+    assert story.condition("Escalated")["reason"] == "Escalate"
+    assert not latched(story)
+    assert story.emulator.store.calls["UpdateService"] == updates + 1
+
+    assert cli.main(["deescalate", "cagent-api", "-f", str(story.path)]) == 0
+    assert "not escalated" in capsys.readouterr().out
