@@ -2,15 +2,19 @@
 
 Owns the story told to a new user: `cagent-api` as the runbook found it, the plan that shows its four
 knobs drifted, the apply, a second plan that is clean, and proof that what the file does not declare
-(the image, another env var, a label) was left alone. Every step goes through the real client library;
-the demo exits non-zero if any of its checks fails.
+(the image, another env var, a label) was left alone; then the loop on a compressed clock healing a
+deploy's reset, and SQLite errors held over the escalation windows moving the service to Cloud SQL, with
+its evidence. Every step goes through the real client libraries; the demo exits non-zero if any of its
+checks fails.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import tempfile
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,13 +23,15 @@ from google.protobuf import duration_pb2
 
 from controller.clock import ManualClock
 from controller.cloudrun import CloudRunServices, services_client
+from controller.escalation import EVIDENCE_ANNOTATION, LATCH_ANNOTATION
 from controller.metrics import Metrics
-from controller.model import ObservedService
+from controller.model import CloudSqlVolume, ObservedService
 from controller.plan import EXIT_DRIFT, EXIT_IN_SYNC
 from controller.reconcile import ApplyResult, reconcile
 from controller.render import outcomes_text, plan_text
 from controller.runner import Controller, RunSettings
-from desired import CheckedDesired, check_desired
+from controller.signals import REQUEST_COUNT, SignalReader, signal_clients
+from desired import CheckedDesired, ServiceSpec, check_desired
 from emulator import Emulator, load_seed_file
 
 __all__ = ["run_demo"]
@@ -100,6 +106,7 @@ def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices
             print(f"  {'kept   ' if kept else 'CHANGED'}  {key.name} {name}: {after[key][name]}")
 
     healed = _loop(desired_file, gateway, server)
+    escalated = _escalation(desired_file, gateway, server)
 
     calls = ", ".join(f"{method} {count}" for method, count in sorted(server.store.calls.items()))
     print(f"\nAPI calls served by the emulator: {calls}")
@@ -109,8 +116,10 @@ def _story(desired_file: str, checked: CheckedDesired, gateway: CloudRunServices
         and second.plan.exit_code == EXIT_IN_SYNC
         and unowned_kept
         and healed
+        and escalated
     )
-    print("Demo complete: drift found, applied, in sync." if ok else "Demo FAILED: see the steps above.")
+    done = "Demo complete: drift found, applied, in sync; healed in the loop; escalated to Cloud SQL once."
+    print(done if ok else "Demo FAILED: see the steps above.")
     return 0 if ok else 1
 
 
@@ -163,3 +172,142 @@ def _loop(desired_file: str, gateway: CloudRunServices, server: Emulator) -> boo
         )
         print(f"  {'kept' if image_kept else 'CHANGED'}: the deploy's image (not the controller's to manage)")
     return healed and image_kept and live.timeout_seconds == 3600
+
+
+class _Traffic:
+    """What Cloud Run and the log-based metrics would record for `cagent-api`, minute by minute: steady
+    requests, and from `failing_from` on, while the serving revision still runs on SQLite, storage and
+    contention errors in the logs and 5xx answers."""
+
+    def __init__(self, server: Emulator, spec: ServiceSpec, start: datetime, failing_from: datetime) -> None:
+        self.server, self.spec, self.fed, self.failing_from = server, spec, start, failing_from
+        escalation = spec.escalation
+        assert escalation is not None and escalation.storage_errors and escalation.contention
+        self.storage, self.contention = escalation.storage_errors.metric, escalation.contention.metric
+
+    def until(self, now: datetime) -> None:
+        while self.fed + timedelta(minutes=1) <= now:
+            self.fed += timedelta(minutes=1)
+            service = self.server.store.get(self.spec.key.resource_name)
+            revision = service.latest_ready_revision.rsplit("/", 1)[-1]
+            on_sqlite = LATCH_ANNOTATION not in service.annotations
+            failing = on_sqlite and self.fed > self.failing_from
+            labels = {
+                "project_id": self.spec.key.project,
+                "location": self.spec.key.region,
+                "service_name": self.spec.name,
+                "revision_name": revision,
+            }
+            metrics = self.server.metrics
+            for code_class, count in (("2xx", 52 if failing else 60), ("5xx", 8 if failing else 0)):
+                if count:
+                    metrics.add_point(
+                        REQUEST_COUNT,
+                        count,
+                        self.fed,
+                        resource_labels=labels,
+                        metric_labels={"response_code_class": code_class},
+                    )
+            if failing:  # `disk I/O error` and `database is locked` in the service's logs
+                metrics.add_point(self.storage, 2, self.fed, resource_labels=labels)
+                metrics.add_point(self.contention, 6, self.fed, resource_labels=labels)
+
+
+def _escalation(desired_file: str, gateway: CloudRunServices, server: Emulator) -> bool:
+    """SQLite errors start; the controller reads them each pass, holds the breach over the declared
+    windows, escalates once with its evidence, and keeps the service on Cloud SQL."""
+    checked = check_desired(desired_file)
+    spec = next((s for s in checked.state.services if s.escalation and s.escalation.cloud_sql), None)
+    if spec is None:
+        print("\n(the desired file declares no escalation: step 6 skipped)")
+        return True
+    escalation = spec.escalation
+    assert escalation is not None and escalation.cloud_sql is not None
+    window, needed = escalation.window, escalation.consecutive_windows
+    _step(
+        f"6. escalation: SQLite errors held for {needed} windows of {window // 60} min move {spec.name} to "
+        "Cloud SQL (simulated clock)"
+    )
+    clock = ManualClock(server.store.clock())
+    delay = 120.0
+    start = clock.now()
+    traffic = _Traffic(
+        server, spec, start - timedelta(seconds=window * needed + delay), start + timedelta(minutes=3)
+    )
+    reader = SignalReader(*signal_clients(server.address), manage_log_metrics=True)
+    updates_before = server.store.calls["UpdateService"]
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "desired-state.yaml"
+        copy.write_text(Path(desired_file).read_text(encoding="utf-8"), encoding="utf-8")
+        controller = Controller(
+            RunSettings(file=str(copy), signal_delay=delay),
+            gateway,
+            clock=clock,
+            metrics=Metrics(),
+            rng=random.Random(0),
+            signals=reader,
+        )
+        try:
+            controller.load()
+            said, escalated_at = "", None
+            signals: dict[str, Any] = {}
+            print("  t+3m: `disk I/O error` and `database is locked` start in the logs; 8 % of requests 5xx")
+            print(f"  (each pass reads windows ending {delay:.0f} s back: Monitoring ingests late)")
+            while clock.monotonic() < 3600 and (
+                escalated_at is None or clock.monotonic() < escalated_at + 600
+            ):
+                traffic.until(clock.now())
+                before = controller.passes
+                wait = controller.tick()
+                if controller.passes == before:
+                    clock.advance(wait)
+                    continue
+                status = controller.status.document()["services"][0]
+                escalated = next(c for c in status["conditions"] if c["type"] == "Escalated")
+                minute = clock.monotonic() / 60
+                line = f"{escalated['reason']}: {escalated['message']}"
+                if line.split(":")[:2] != said.split(":")[:2]:  # a new verdict or streak, not new numbers
+                    print(f"  t+{minute:4.1f}m  {line}")
+                said = line
+                if escalated["status"] == "True" and escalated_at is None:
+                    escalated_at = clock.monotonic()
+            signals = controller.status.document()["services"][0].get("signals") or {}
+        finally:
+            reader.close()
+    ratio = signals.get("errorRatio")
+    shown = "no data" if ratio is None else f"{ratio:.1%}"
+    print(
+        f"  t+{clock.monotonic() / 60:4.1f}m  on Cloud SQL for 10 min: 5xx ratio {shown}, "
+        f"{signals.get('reason')}"
+    )
+    live = gateway.get_service(spec.key).observed
+    evidence = json.loads(dict(live.annotations).get(EVIDENCE_ANNOTATION, "{}") or "{}")
+    print("  evidence written on the service with the latch:")
+    for item in evidence.get("windows", []):
+        print(
+            f"    window to {item['end'][11:16]}: {item['requests']} requests, "
+            f"{item['storageErrors']} storage errors, {item['contention']} `database is locked` "
+            f"→ {item['state']}"
+        )
+    print(f"    thresholds: {json.dumps(evidence.get('thresholds', {}))}")
+    container = live.containers[0]
+    database = spec.database.env if spec.database else "DATABASE_URL"
+    target = escalation.cloud_sql.instance
+    volume = next((v for _, v in live.volumes if isinstance(v, CloudSqlVolume)), None)
+    mount = next((path for name, path in container.volume_mounts if name == "cloudsql"), None)
+    print(f"  {database} now {container.env_value(database)}")
+    print(f"  volume: {volume}, mounted at {mount}; the SQLite volume stays for the way back")
+    share = live.latest_share
+    print(f"  serving revision {live.latest_ready_revision.rsplit('/', 1)[-1]} at {share} % of traffic")
+    updates = server.store.calls["UpdateService"] - updates_before
+    print(f"  {updates} update for the escalation, none after it; image still {container.image}")
+    print(f"  the one way back: cloudrun-reconciler deescalate {spec.name} --dry-run, then without it")
+    return (
+        updates == 1
+        and dict(live.annotations).get(LATCH_ANNOTATION) == "cloudsql"
+        and bool(evidence.get("windows"))
+        and share == 100
+        and volume is not None
+        and target in volume.instances
+        and mount == "/cloudsql"
+    )

@@ -140,10 +140,19 @@ def test_the_demo_shows_drift_applies_and_ends_in_sync() -> None:
         "(exit code 2)",
         "applied  cagent-api",
         "(exit code 0)",
+        "healed: the deploy's timeout reset",
+        "Breaching: breached in 1 of 3",
+        "Breaching: breached in 2 of 3",
+        "Latched: escalated to Cloud SQL demo-project:us-central1:cagent-sessions",
+        "DATABASE_URL now secret:cagent-api-cloudsql-url:latest",
+        "mounted at /cloudsql",
+        "1 update for the escalation",
         "Demo complete",
     ):
         assert fragment in out
     assert "CHANGED" not in out
+    assert out.index("1 of 3") < out.index("2 of 3") < out.index("Latched: escalated")
+    assert out.count("storage errors") >= 3, "the evidence windows are shown"
 
 
 def test_without_an_emulator_or_credentials_plan_says_how_to_get_them(tmp_path: Path) -> None:
