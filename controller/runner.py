@@ -34,6 +34,7 @@ from controller.escalation import (
     Decision,
     Verdict,
     decide,
+    deescalated_at,
     error_ratio,
     is_latched,
     revision_error_ratio,
@@ -56,6 +57,7 @@ from desired import (
 )
 
 if TYPE_CHECKING:
+    from controller.model import ObservedService
     from controller.signals import FleetSignals, SignalReader
 
 __all__ = ["Controller", "RunSettings", "read_decisions"]
@@ -600,6 +602,9 @@ class Controller:
         elif outcome.escalation == "would":
             state, value = "WouldEscalate", 0
             condition("Escalated", False, "WouldEscalate", outcome.message)
+        elif decision is not None and (back := _held_by_deescalation(decision, observed)):
+            state, value = "SQLite", 0
+            condition("Escalated", False, "Deescalated", back)
         else:
             state, value = "SQLite", 0
             verdict = decision.verdict.value if decision else "NotRead"
@@ -656,6 +661,17 @@ class Controller:
             condition("Degraded", None, "NoData", "no request data")
         else:
             condition("Degraded", False, "ErrorRatio", f"5xx ratio {ratio:.1%} within {limit:.1%}")
+
+
+def _held_by_deescalation(decision: Decision, observed: ObservedService | None) -> str:
+    """Why a breach does not escalate again, when its windows began before a person moved the service back."""
+    back = deescalated_at(observed)
+    if decision.verdict is not Verdict.ESCALATE or back is None or not decision.predates(back):
+        return ""
+    return (
+        f"moved back to SQLite by deescalate at {back.isoformat(timespec='seconds')}; breaching windows "
+        f"from before it do not count ({decision.reason})"
+    )
 
 
 def _target(spec: ServiceSpec) -> str:

@@ -451,7 +451,8 @@ def test_deescalate_is_the_one_way_back_and_a_dry_run_of_it_writes_nothing(
     assert "cloudsql" not in {m.name for m in service.template.containers[0].volume_mounts}
 
     story.minute(100, storage=3)  # windows from before the way back do not escalate it again at once
-    assert story.condition("Escalated")["reason"] == "Escalate"
+    held = story.condition("Escalated")
+    assert held["reason"] == "Deescalated" and "do not count" in held["message"]
     assert not latched(story)
     assert story.emulator.store.calls["UpdateService"] == updates + 1
 
