@@ -68,6 +68,8 @@ grant_project_role() {
         --condition=None >/dev/null
 }
 
+command -v gcloud >/dev/null ||
+    { echo "gcloud is not on PATH: install the Google Cloud CLI and run 'gcloud auth login'" >&2; exit 1; }
 command -v cloudrun-reconciler >/dev/null ||
     { echo "cloudrun-reconciler is not on PATH: run 'source .venv/bin/activate' first" >&2; exit 1; }
 step "check $DESIRED_FILE"
