@@ -163,9 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     schema = commands.add_parser(
-        "schema", parents=[common], help="print the JSON Schema of desired-state.yaml"
+        "schema", parents=[common], help="print the JSON Schema of desired-state.yaml, or its field reference"
     )
     schema.add_argument("--write", metavar="FILE", help="write it to FILE instead of printing it")
+    schema.add_argument(
+        "--markdown",
+        action="store_true",
+        help="the field reference as a Markdown table (the README's) instead of the JSON Schema",
+    )
 
     emulator = commands.add_parser("emulator", parents=[common], help="run the local Cloud Run API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
@@ -384,13 +389,15 @@ def _service_key(name: str, project: str | None, region: str | None) -> ServiceK
 
 def _schema(args: argparse.Namespace) -> int:
     from desired.jsonschema import json_schema
+    from desired.reference import markdown_reference
 
+    text = markdown_reference() if args.markdown else json_schema()
     if args.write:
         with open(args.write, "w", encoding="utf-8") as out:
-            out.write(json_schema())
+            out.write(text)
         print(f"wrote {args.write}")
     else:
-        print(json_schema(), end="")
+        print(text, end="")
     return 0
 
 

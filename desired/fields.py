@@ -56,7 +56,10 @@ _MAX_ENV_VALUE_BYTES = 32_768
 class StrictModel(BaseModel):
     """Every model of the file: camelCase keys, unknown keys refused, no coercion, frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, alias_generator=to_camel)
+    # Field docstrings become the JSON Schema's descriptions, and so the README's field reference.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, alias_generator=to_camel, use_attribute_docstrings=True
+    )
 
 
 def pattern(regex: re.Pattern[str], what: str) -> Any:
@@ -137,7 +140,9 @@ class SecretRef(StrictModel):
     """A Secret Manager reference; the controller never reads the secret's value."""
 
     secret: Annotated[str, Field(min_length=1)]
+    """The secret's name in the service's project."""
     version: Annotated[str, Field(min_length=1)] = "latest"
+    """The secret version; pin a number to roll out a new value deliberately."""
 
     def __str__(self) -> str:
         return f"secret:{self.secret}:{self.version}"

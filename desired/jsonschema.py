@@ -8,19 +8,24 @@ from the root file by a `yaml-language-server` modeline) is regenerated with `cl
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from desired.schema import API_VERSION, DesiredState
 
-__all__ = ["json_schema"]
+__all__ = ["json_schema", "schema_document"]
 
 
-def json_schema() -> str:
-    """The schema as stable, indented JSON text ending in a newline."""
+def schema_document() -> dict[str, Any]:
+    """The schema as a dict, its properties in the order the models declare them."""
     schema = DesiredState.model_json_schema(by_alias=True, mode="validation")
-    document = {
+    return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://cloudrun-reconciler.dev/schema/{API_VERSION.split('/')[-1]}/desired-state.json",
         **schema,
         "title": "cloudrun-reconciler desired state",
     }
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def json_schema() -> str:
+    """The schema as stable, indented JSON text ending in a newline."""
+    return json.dumps(schema_document(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -108,8 +108,13 @@ class ScalingSpec(StrictModel):
     """Instance bounds and the level they apply at; the level is never guessed."""
 
     level: Annotated[ScalingLevel, BeforeValidator(_enum_value(ScalingLevel))]
+    """`service`: the service-wide `scaling` (gcloud `--min`/`--max`), no new revision;
+    `revision`: `template.scaling` (gcloud `--min-instances`/`--max-instances`)."""
     min_instances: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
+    """Instances kept running even without traffic; 1 or more avoids the cold starts that cancel work in
+    flight."""
     max_instances: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
+    """The most instances Cloud Run starts; SQLite on a Cloud Storage volume is safe only with 1 (CR201)."""
 
     @field_validator("max_instances")
     @classmethod
@@ -150,18 +155,24 @@ class VolumeSpec(StrictModel):
     name: Annotated[
         str, pattern(_VOLUME_NAME, "volume name"), Field(json_schema_extra={"pattern": "^[a-z0-9-]+$"})
     ]
+    """The volume's name in the revision template (`template.volumes[].name`)."""
     bucket: Annotated[str, pattern(_BUCKET, "Cloud Storage bucket name")]
+    """The bucket mounted."""
     mount_path: Annotated[
         str, AfterValidator(_mount_path), Field(json_schema_extra={"pattern": "^/(?!(dev|proc|sys)(/|$)).+"})
     ]
+    """Where the managed container sees the bucket; not /, /dev, /proc or /sys."""
     mount_options: (
         Annotated[
             list[Annotated[str, pattern(_MOUNT_OPTION, "gcsfuse option (a flag without its leading --)")]],
             AfterValidator(_mount_options),
         ]
         | None
-    ) = None  # left out: not managed
-    read_only: bool | None = None  # left out: not managed
+    ) = None
+    """gcsfuse flags without their leading `--`, compared as a set; SQLite needs
+    `enable-streaming-writes=false` (CR203). Left out: not managed."""
+    read_only: bool | None = None
+    """Mount the bucket read-only. Left out: not managed."""
 
 
 CloudSqlConnection = Annotated[
@@ -176,19 +187,25 @@ class CloudSqlSpec(StrictModel):
     declare it too."""
 
     instances: Annotated[list[CloudSqlConnection], Field(min_length=1, max_length=10)]
+    """Connection names `project:region:instance`, compared as a set."""
     volume: Annotated[
         str, pattern(_VOLUME_NAME, "volume name"), Field(json_schema_extra={"pattern": "^[a-z0-9-]+$"})
     ] = "cloudsql"
+    """The Cloud SQL volume's name in the revision template."""
     mount_path: Annotated[
         str, AfterValidator(_mount_path), Field(json_schema_extra={"pattern": "^/(?!(dev|proc|sys)(/|$)).+"})
     ] = "/cloudsql"
+    """Where the managed container finds the instances' sockets."""
 
 
 class DatabaseSpec(StrictModel):
     """Which env var holds the SQLite URL, and whose syntax it follows."""
 
     env: EnvName = "DATABASE_URL"
+    """The env var that holds the SQLite URL; it must be declared under `env` (CR105)."""
     dialect: Annotated[SqliteDialect, BeforeValidator(_enum_value(SqliteDialect))]
+    """The driver whose URL syntax the checks read: `mattn` (go-sqlite3), `modernc` (modernc.org/sqlite)
+    or `python` (sqlite3)."""
 
 
 MetricType = Annotated[str, pattern(_METRIC_TYPE, "metric type such as logging.googleapis.com/user/NAME")]
@@ -198,33 +215,49 @@ class ContentionSignal(StrictModel):
     """`database is locked`: normal under load up to a point, so judged as a rate per request."""
 
     metric: MetricType
+    """The log-based metric counting `database is locked`, such as
+    `logging.googleapis.com/user/sqlite_contention`."""
     max_rate: Annotated[float, Field(gt=0, le=1)]
+    """Breach when `database is locked` errors per request in a window exceed this share."""
 
 
 class StorageErrorSignal(StrictModel):
     """`disk I/O error`, `database disk image is malformed`, `OutOfOrderError`: storage unfit for SQLite."""
 
     metric: MetricType
+    """The log-based metric counting the storage error texts, such as
+    `logging.googleapis.com/user/sqlite_storage_errors`."""
     max_count: Annotated[int, Field(ge=0)] = 0
+    """Breach when a window holds more storage errors than this; 0: any one is a breach."""
 
 
 class CloudSqlTarget(StrictModel):
     """Where the service goes when SQLite keeps failing."""
 
     instance: CloudSqlConnection
+    """The Cloud SQL instance to move to, `project:region:instance`; mounted at /cloudsql."""
     database_url: EnvEntry
+    """The URL the database env var takes on Cloud SQL; a secret reference `{secret, version}`, since it
+    holds a password (CR302)."""
 
 
 class EscalationSpec(StrictModel):
     """When to move the service from SQLite to Cloud SQL: a breach held over consecutive windows."""
 
     window: duration_at_least(60, "Cloud Monitoring's smallest alignment period") = 300  # type: ignore[valid-type]
+    """The length of one signal window; at least 60s."""
     consecutive_windows: Annotated[int, Field(ge=1, le=1000)] = 3
+    """How many windows in a row must breach before the service moves."""
     min_requests: Annotated[int, Field(ge=0)] = 20
-    max_error_ratio: Annotated[float, Field(gt=0, le=1)] | None = None  # 5xx share above it: Degraded
+    """A window with fewer requests than this is no evidence either way."""
+    max_error_ratio: Annotated[float, Field(gt=0, le=1)] | None = None
+    """After the move, a share of 5xx responses above this marks the service `Degraded`."""
     contention: ContentionSignal | None = None
+    """The `database is locked` signal, judged as a rate."""
     storage_errors: StorageErrorSignal | None = None
+    """The storage error signal, judged as a count."""
     cloud_sql: CloudSqlTarget | None = None
+    """Where to move; required once any signal is declared (CR301)."""
 
     @model_validator(mode="after")
     def _some_signal(self) -> EscalationSpec:
@@ -262,29 +295,49 @@ class ServiceSpec(StrictModel):
     """One service's declared knobs. A knob left out is not managed: never reverted, never cleared."""
 
     name: ServiceName
+    """The Cloud Run service's name."""
     project: ProjectId | None = None
+    """Its project; default: `defaults.project`."""
     region: Region | None = None
+    """Its region; default: `defaults.region`."""
     container: Annotated[str, Field(min_length=1)] | None = None
+    """The managed container's name; default: the only container, else the ingress one; `#N`: the Nth
+    unnamed one."""
     timeout: TimeoutSeconds | None = None
+    """The request timeout (`template.timeout`); Cloud Run's default is 300s, its maximum 3600s."""
     scaling: ScalingSpec | None = None
+    """Instance bounds."""
     cpu_always_allocated: bool | None = None
+    """true: CPU stays allocated between requests (`resources.cpu_idle = false`)."""
     startup_cpu_boost: bool | None = None
+    """Extra CPU while an instance starts (`resources.startup_cpu_boost`)."""
     execution_environment: (
         Annotated[ExecutionEnvironment, BeforeValidator(_enum_value(ExecutionEnvironment))] | None
     ) = None
+    """The execution environment; gen2 for Cloud Storage volumes (CR204)."""
     env: dict[EnvName, EnvEntry] = Field(
         default_factory=dict, json_schema_extra={"propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"}}
     )
+    """Env vars by name, each a string or a secret reference `{secret, version}`; others are left alone."""
     volume: VolumeSpec | None = None
+    """A Cloud Storage volume mounted into the managed container."""
     cloud_sql: CloudSqlSpec | None = None
+    """Cloud SQL instances mounted into the managed container."""
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    """Labels managed key by key; others are left alone."""
     annotations: dict[AnnotationKey, str] = Field(default_factory=dict)
+    """Annotations managed key by key; none in a namespace Cloud Run reserves (CR401)."""
     database: DatabaseSpec | None = None
+    """Where the SQLite URL is, for the checks on it."""
     escalation: EscalationSpec | None = None
+    """When and where to move the service from SQLite to Cloud SQL."""
     out_of_band: Annotated[OutOfBandPolicy, BeforeValidator(_enum_value(OutOfBandPolicy))] = (
         OutOfBandPolicy.REVERT
     )
+    """When someone else changed an owned field: `revert` it, `report` it and keep their value, or
+    `stop` writing the service until a person decides."""
     acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    """Policy codes this service accepts, each with the reason; an acknowledged error no longer blocks."""
 
     @cached_property
     def key(self) -> ServiceKey:
@@ -298,20 +351,28 @@ class Defaults(StrictModel):
     """Values every service takes unless it gives its own."""
 
     project: ProjectId | None = None
+    """The project of services that name none."""
     region: Region | None = None
+    """The region of services that name none."""
 
 
 class ControllerSettings(StrictModel):
     """How `run` behaves: its pass interval and whether it writes at all."""
 
     interval: duration_at_least(5, "a pass more often would only spend API quota") = 30  # type: ignore[valid-type]
+    """Time between the passes of `run`; at least 5s."""
     dry_run: bool = False
+    """true: `run` plans every pass and writes nothing."""
 
 
 class DesiredState(StrictModel):
     """The whole document: an optional apiVersion, controller settings, defaults, and at least one service."""
 
     api_version: Literal["cloudrun-reconciler/v1alpha1"] | None = None
+    """The file format; optional."""
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    """How the long-running `run` behaves."""
     defaults: Defaults = Field(default_factory=Defaults)
+    """Project and region for services that name none."""
     services: Annotated[list[ServiceSpec], Field(min_length=1)]
+    """The services to manage, at least one."""
