@@ -35,11 +35,13 @@ __all__ = [
     "Verdict",
     "Window",
     "WindowState",
+    "database_env",
     "decide",
     "deescalated_at",
     "deescalation_changes",
     "error_ratio",
     "escalated_spec",
+    "is_escalation_change",
     "is_latched",
 ]
 
@@ -203,6 +205,26 @@ def is_latched(observed: ObservedService | None) -> bool:
     return observed is not None and dict(observed.annotations).get(LATCH_ANNOTATION) == LATCH_VALUE
 
 
+def database_env(spec: ServiceSpec) -> str:
+    """The env var that holds the service's database URL."""
+    return spec.database.env if spec.database is not None else "DATABASE_URL"
+
+
+def is_escalation_change(change: FieldChange, spec: ServiceSpec) -> bool:
+    """Whether `change`, planned for the escalated `spec`, is part of the move to Cloud SQL itself: the
+    database URL, the Cloud SQL volume and its mount, the latch and its evidence. No out-of-band policy
+    and no flap hold may leave one of them out, or the latch would hold a service still on SQLite."""
+    volume = spec.cloud_sql.volume if spec.cloud_sql is not None else "cloudsql"
+    wanted = {
+        ManagedField.ENV: database_env(spec),
+        ManagedField.CLOUD_SQL_VOLUME: volume,
+        ManagedField.VOLUME_MOUNT: volume,
+    }
+    if change.field is ManagedField.ANNOTATION:
+        return change.key in (LATCH_ANNOTATION, EVIDENCE_ANNOTATION)
+    return wanted.get(change.field) == change.key
+
+
 def escalated_spec(spec: ServiceSpec, decision: Decision | None = None) -> ServiceSpec:
     """The declared service moved to Cloud SQL. With a `decision`, its evidence is written with the latch
     (the escalation itself); without, the latch alone is owned (a service escalated earlier)."""
@@ -210,7 +232,7 @@ def escalated_spec(spec: ServiceSpec, decision: Decision | None = None) -> Servi
     if escalation is None or escalation.cloud_sql is None:
         raise ValueError(f"{spec.name} declares no Cloud SQL target")
     target = escalation.cloud_sql
-    env_name = spec.database.env if spec.database is not None else "DATABASE_URL"
+    env_name = database_env(spec)
     declared = spec.cloud_sql.instances if spec.cloud_sql is not None else []
     cloud_sql = (spec.cloud_sql or CloudSqlSpec(instances=[target.instance])).model_copy(
         update={"instances": sorted({*declared, target.instance})}
@@ -242,26 +264,28 @@ def deescalation_changes(
     spec: ServiceSpec, observed: ObservedService, now: datetime
 ) -> tuple[FieldChange, ...]:
     """What `deescalate` writes: the database env var back to the declared SQLite value, the Cloud SQL
-    volume and mount the escalation added removed (unless the file declares them), the latch cleared, and
-    the time of it, so that windows from before it cannot escalate the service again at once."""
-    escalation = spec.escalation
-    if escalation is None or escalation.cloud_sql is None:
-        raise ValueError(f"{spec.name} declares no escalation to Cloud SQL")
-    env_name = spec.database.env if spec.database is not None else "DATABASE_URL"
+    volume back to what the file declares (removed, with its mount, when it declares none), the latch
+    cleared, and the time of it, so that windows from before it cannot escalate the service again at once.
+    It works from what the service holds, so it still works once the file's `escalation:` is gone."""
+    env_name = database_env(spec)
     if env_name not in spec.env:
         raise ValueError(f"{spec.name} declares no value for {env_name} to go back to")
     container = select_container(spec, observed.containers)
     old, new = container.env_value(env_name), spec.env[env_name]
     changes = [FieldChange(ManagedField.ENV, old, new, container.index, container.label, env_name)]
-    volume = "cloudsql"
+    volume = spec.cloud_sql.volume if spec.cloud_sql is not None else "cloudsql"
     live = observed.volume(volume)
-    if spec.cloud_sql is None and isinstance(live, CloudSqlVolume):
+    if isinstance(live, CloudSqlVolume) and spec.cloud_sql is None:
         changes.append(FieldChange(ManagedField.CLOUD_SQL_VOLUME, live, None, key=volume))
         path = container.mount_path(volume)
         if path is not None:
             changes.append(
                 FieldChange(ManagedField.VOLUME_MOUNT, path, None, container.index, container.label, volume)
             )
+    elif isinstance(live, CloudSqlVolume) and spec.cloud_sql is not None:
+        declared = CloudSqlVolume(frozenset(spec.cloud_sql.instances))
+        if declared != live:  # the instance the escalation added goes; the file's own stay
+            changes.append(FieldChange(ManagedField.CLOUD_SQL_VOLUME, live, declared, key=volume))
     annotations = dict(observed.annotations)
     for key in (LATCH_ANNOTATION, EVIDENCE_ANNOTATION):
         if key in annotations:

@@ -20,8 +20,17 @@ import structlog
 
 from controller.diff import FieldChange, ManagedField, TargetError, diff_service
 from controller.errors import ConflictError, PermanentError, ReconcilerError
-from controller.escalation import Decision, Verdict, deescalated_at, escalated_spec, is_latched
-from controller.model import APPLIED_ANNOTATION, LiveService
+from controller.escalation import (
+    DEESCALATED_ANNOTATION,
+    Decision,
+    Verdict,
+    database_env,
+    deescalated_at,
+    escalated_spec,
+    is_escalation_change,
+    is_latched,
+)
+from controller.model import APPLIED_ANNOTATION, LiveService, ObservedService
 from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
 from controller.show import format_value
 from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
@@ -72,7 +81,9 @@ class ServiceOutcome:
     revision: str = ""
     error_kind: str = ""  # "transient" or "permanent" when the service could not be read or written
     reverted: tuple[str, ...] = ()  # paths written back after someone else had changed them
-    escalation: str = ""  # "escalated", "failed" or "would" when this pass escalated it (or would have)
+    # when this pass escalated the service: "escalated", "failed" (not retried until the spec changes),
+    # "retrying" (a transient error: written again after the backoff) or "would" (dry run)
+    escalation: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,13 +187,17 @@ def reconcile(
             message = "not started: the pass was cut short (pass timeout or shutdown)"
             return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, (), etag, etag)
         hold = held.get(spec.key, frozenset())
-        return _apply_service(spec, service_plan, live[spec.key], gateway, log, hold)
+        must = frozenset(
+            c.path for c in service_plan.changes if spec.key in escalating and is_escalation_change(c, spec)
+        )
+        return _apply_service(spec, service_plan, live[spec.key], gateway, log, hold, must)
 
     def each(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
         outcome = one(spec, service_plan)
         if spec.key not in escalating:
             return outcome
-        return _escalation_outcome(spec, outcome, escalating[spec.key], dry_run, _log.bind(service=spec.name))
+        log = _log.bind(service=spec.name)
+        return _escalation_outcome(spec, service_plan, outcome, escalating[spec.key], dry_run, log)
 
     pairs = list(zip(desired.services, plan.services, strict=True))
     if workers <= 1 or len(pairs) <= 1:
@@ -209,8 +224,12 @@ def _effective(
         target = spec.escalation.cloud_sql if spec.escalation is not None else None
         found = live.get(spec.key)
         decision = decisions.get(spec.key)
-        if target is not None and is_latched(found.observed if found else None):
+        latched = is_latched(found.observed if found else None)
+        if target is not None and latched:
             services.append(escalated_spec(spec))
+        elif latched:  # on Cloud SQL, and the file no longer says how: leave its database URL as it is
+            env = {name: value for name, value in spec.env.items() if name != database_env(spec)}
+            services.append(spec.model_copy(update={"env": env}))
         elif target is not None and found is not None and decision and decision.verdict is Verdict.ESCALATE:
             back = deescalated_at(found.observed)
             if back is not None and decision.predates(back):
@@ -236,10 +255,17 @@ def _with_signal_note(service_plan: ServicePlan, decision: Decision | None, esca
 
 
 def _escalation_outcome(
-    spec: ServiceSpec, outcome: ServiceOutcome, decision: Decision, dry_run: bool, log: structlog.BoundLogger
+    spec: ServiceSpec,
+    service_plan: ServicePlan,
+    outcome: ServiceOutcome,
+    decision: Decision,
+    dry_run: bool,
+    log: structlog.BoundLogger,
 ) -> ServiceOutcome:
-    """An escalation is done when its revision is Ready and serves all traffic; else it failed, and it is
-    not retried (the latch, once written, keeps it from being attempted again)."""
+    """An escalation is done when its revision is Ready and serves all traffic. A transient failure is
+    retried after the service's backoff; any other failure (a revision that failed, a refusal, a policy
+    block, a service that no longer matches the file) needs a person, and is not retried until the
+    desired file changes."""
     target = spec.escalation.cloud_sql.instance if spec.escalation and spec.escalation.cloud_sql else ""
     evidence = decision.evidence()
     if dry_run:
@@ -254,7 +280,12 @@ def _escalation_outcome(
         return replace(
             outcome, message=f"escalated to Cloud SQL {target}: {outcome.message}", escalation="escalated"
         )
-    if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
+    if outcome.result is ApplyResult.FAILED and outcome.error_kind == "transient":
+        log.warning("escalation_retrying", to=target, error=outcome.message, evidence=evidence)
+        message = f"escalation to {target} not written yet (retried after the backoff): {outcome.message}"
+        return replace(outcome, message=message, escalation="retrying")
+    cannot = service_plan.status in (PlanStatus.BLOCKED, PlanStatus.ERROR, PlanStatus.FAILED)
+    if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED) or cannot:
         message = f"escalation failed: {outcome.message}"
         log.error("escalation_failed", to=target, error=outcome.message, evidence=evidence)
         return replace(
@@ -282,33 +313,41 @@ class _Decision:
     """What to write for a drifted service under its out-of-band policy, or why nothing is written."""
 
     changes: tuple[FieldChange, ...] = ()
-    kept: tuple[str, ...] = ()  # someone else's changes left in place (outOfBand: report)
+    kept: tuple[str, ...] = ()  # someone else's changes left in place: outOfBand report, then flap holds
+    held: int = 0  # how many of `kept`, at its end, the flap guard holds
     outcome: ServiceOutcome | None = None
 
 
 def _decide(
-    spec: ServiceSpec, service_plan: ServicePlan, etag: str, held: frozenset[str] = frozenset()
+    spec: ServiceSpec,
+    service_plan: ServicePlan,
+    etag: str,
+    held: frozenset[str] = frozenset(),
+    must: frozenset[str] = frozenset(),
 ) -> _Decision:
     """Revert writes everything; report writes only what changed in the file; stop writes nothing.
-    Paths `held` by the flap guard are kept as they are, whatever the policy."""
-    decision = _decide_policy(spec, service_plan, etag)
+    Paths `held` by the flap guard are kept as they are, whatever the policy. Paths that `must` be
+    written (an escalation's) are written whatever the policy and the holds."""
+    decision = _decide_policy(spec, service_plan, etag, must)
     if not held or decision.outcome is not None:
         return decision
-    kept = tuple(c.path for c in decision.changes if c.path in held)
+    kept = tuple(c.path for c in decision.changes if c.path in held and c.path not in must)
     if not kept:
         return decision
-    changes = tuple(c for c in decision.changes if c.path not in held)
+    changes = tuple(c for c in decision.changes if c.path not in kept)
     if not changes:
         message = f"not corrected (flap guard holds {', '.join(kept)}): see the Conflict condition"
         outcome = ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, etag_before=etag, etag_after=etag)
         return _Decision(outcome=outcome)
-    return _Decision(changes, (*decision.kept, *kept))
+    return _Decision(changes, (*decision.kept, *kept), len(kept))
 
 
-def _decide_policy(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _Decision:
-    others = service_plan.out_of_band
+def _decide_policy(
+    spec: ServiceSpec, service_plan: ServicePlan, etag: str, must: frozenset[str] = frozenset()
+) -> _Decision:
+    others = tuple(path for path in service_plan.out_of_band if path not in must)
     if not others or spec.out_of_band is OutOfBandPolicy.REVERT:
-        return _Decision(service_plan.writes)
+        return _Decision(service_plan.changes)
     observed = service_plan.observed
     writer = observed.last_modifier if observed and observed.last_modifier else "someone else"
     changed = f"{writer} changed {', '.join(others)} since this controller applied it"
@@ -317,7 +356,7 @@ def _decide_policy(spec: ServiceSpec, service_plan: ServicePlan, etag: str) -> _
         return _Decision(
             outcome=ServiceOutcome(spec.key, ApplyResult.FAILED, message, etag_before=etag, etag_after=etag)
         )
-    ours = service_plan.writes
+    ours = tuple(change for change in service_plan.changes if change.path not in others)
     if not ours:
         message = f"not reverted (outOfBand: report): {changed}"
         return _Decision(
@@ -345,10 +384,12 @@ def _apply_service(
     gateway: ServicesGateway,
     log: structlog.BoundLogger,
     held: frozenset[str] = frozenset(),
+    must: frozenset[str] = frozenset(),
 ) -> ServiceOutcome:
     before = live.observed.etag
+    state = _escalation_state(live.observed)
     for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
-        decision = _decide(spec, service_plan, live.observed.etag, held)
+        decision = _decide(spec, service_plan, live.observed.etag, held, must)
         if decision.outcome is not None and held and decision.outcome.message.startswith("not corrected"):
             log.info("flap_guard_holds", fields=sorted(held), result=decision.outcome.result.value)
             return decision.outcome
@@ -376,6 +417,11 @@ def _apply_service(
             except ReconcilerError as reread_error:
                 message = f"re-read after a conflict failed: {reread_error}"
                 return _failed(spec.key, message, before, log, error_kind(reread_error))
+            if _escalation_state(live.observed) != state:  # this pass planned with the other backend
+                message = "escalated or deescalated meanwhile: the next pass plans it anew"
+                return ServiceOutcome(
+                    spec.key, ApplyResult.SKIPPED, message, etag_before=before, etag_after=live.observed.etag
+                )
             service_plan = plan_service(spec, live.observed)
             if service_plan.status is PlanStatus.IN_SYNC:
                 return ServiceOutcome(
@@ -395,6 +441,11 @@ def _apply_service(
         return _verified(spec, decision, before, updated, log, reverted)
     message = f"gave up: {MAX_CONFLICT_RETRIES + 1} writes in a row met a concurrent change"
     return _failed(spec.key, message, before, log, "transient")
+
+
+def _escalation_state(observed: ObservedService) -> tuple[bool, str]:
+    """What the service holds of its escalation: the latch, and when it was last deescalated."""
+    return is_latched(observed), dict(observed.annotations).get(DEESCALATED_ANNOTATION, "")
 
 
 def _verified(
@@ -422,9 +473,10 @@ def _verified(
     if observed.latest_share < 100:
         serving = f"revision {revision} serves only {observed.latest_share} % of traffic"
         log.warning("revision_not_serving", revision=revision, share=observed.latest_share)
-    kept = (
-        f"; kept {', '.join(decision.kept)} as changed by others (outOfBand: report)" if decision.kept else ""
-    )
+    split = len(decision.kept) - decision.held
+    reported, held = decision.kept[:split], decision.kept[split:]
+    kept = f"; kept {', '.join(reported)} as changed by others (outOfBand: report)" if reported else ""
+    kept += f"; flap guard holds {', '.join(held)}: see the Conflict condition" if held else ""
     log.info(
         "applied",
         fields=[c.path for c in changes],

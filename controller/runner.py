@@ -33,6 +33,7 @@ from controller.escalation import (
     EVIDENCE_ANNOTATION,
     Decision,
     Verdict,
+    database_env,
     decide,
     deescalated_at,
     error_ratio,
@@ -410,6 +411,8 @@ class Controller:
             self._report(spec, service_plan, outcome, wall)
             if spec.escalation is not None:
                 self._escalation_report(spec, service_plan, outcome, decisions.get(spec.key), wall)
+            elif is_latched(service_plan.observed):
+                self._latched_undeclared(spec, service_plan, wall)
 
     def _account(self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, now: float) -> None:
         """Metrics and backoff for one service's part of a pass."""
@@ -605,6 +608,9 @@ class Controller:
         elif decision is not None and (back := _held_by_deescalation(decision, observed)):
             state, value = "SQLite", 0
             condition("Escalated", False, "Deescalated", back)
+        elif decision is not None and decision.verdict is Verdict.ESCALATE:
+            state, value = "EscalationPending", 0
+            condition("Escalated", False, "EscalationPending", outcome.message or decision.reason)
         else:
             state, value = "SQLite", 0
             verdict = decision.verdict.value if decision else "NotRead"
@@ -634,6 +640,19 @@ class Controller:
             },
         )
         board.section(key, "escalation", {"state": state, "evidence": evidence})
+
+    def _latched_undeclared(self, spec: ServiceSpec, plan: ServicePlan, wall: datetime) -> None:
+        """A service on Cloud SQL whose `escalation:` is gone from the file: it stays there, and says so."""
+        generation = plan.observed.generation if plan.observed else 0
+        message = (
+            f"on Cloud SQL, latched, and the desired file declares no escalation: {database_env(spec)} is "
+            "left as it is; `cloudrun-reconciler deescalate` is the way back"
+        )
+        self.status.condition(
+            spec.key, "Escalated", True, "LatchedUndeclared", message, generation=generation, now=wall
+        )
+        self.metrics.escalation.labels(spec.name).set(1)
+        self.status.section(spec.key, "escalation", {"state": "Escalated", "evidence": None})
 
     def _degraded(
         self,

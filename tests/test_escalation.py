@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from structlog.testing import capture_logs
 
 from controller import cli
 from controller.clock import ManualClock
@@ -458,3 +460,158 @@ def test_deescalate_is_the_one_way_back_and_a_dry_run_of_it_writes_nothing(
 
     assert cli.main(["deescalate", "cagent-api", "-f", str(story.path)]) == 0
     assert "not escalated" in capsys.readouterr().out
+
+
+# --- what must not stop an escalation half-way, and what must not undo one ---------------------------
+
+
+def _set_env(name: str, value: str) -> Any:
+    def change(service: Any) -> None:
+        for env in service.template.containers[0].env:
+            if env.name == name:
+                env.value = value
+                return
+        service.template.containers[0].env.add(name=name, value=value)
+
+    return change
+
+
+def test_an_out_of_band_database_url_kept_under_report_is_still_moved_to_cloud_sql(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(DESIRED.replace("    timeout: 3600s\n", "    timeout: 3600s\n    outOfBand: report\n"))
+    story = Story(reference, gateway, path)
+    story.controller.run_pass()  # adopted: the record of what this controller applied is written
+    reference.store.edit(
+        REFERENCE, _set_env("DATABASE_URL", "sqlite:///work/other.db?_journal_mode=WAL"), principal="user:x"
+    )
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story)
+    assert story.env()["DATABASE_URL"] == "cagent-api-cloudsql-url", (
+        "the latch never holds a service on SQLite"
+    )
+    assert story.condition("Escalated")["reason"] == "Latched"
+
+
+def test_a_transient_error_on_the_escalation_write_is_retried_after_the_backoff(story: Story) -> None:
+    story.controller.run_pass()
+    story.minute(100, storage=3)
+    story.minute(100, storage=3)
+    story.emulator.store.faults.fail_next("UpdateService", 1, grpc.StatusCode.UNAVAILABLE)
+    story.minute(100, storage=3)
+    assert not latched(story)
+    pending = story.condition("Escalated")
+    assert pending["reason"] == "EscalationPending" and "retried after the backoff" in pending["message"]
+    story.minute(100, storage=3)
+    assert latched(story), "written again on the next pass after its backoff"
+    assert story.condition("Escalated")["reason"] == "Latched"
+
+
+class _DeescalatedDuringTheWrite:
+    """The real gateway, but a person's deescalation lands between the pass's read and its first write."""
+
+    def __init__(self, gateway: CloudRunServices, emulator: Emulator) -> None:
+        self.gateway, self.emulator, self.armed = gateway, emulator, True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+    def apply(self, live: Any, changes: Any, *, validate_only: bool = False) -> Any:
+        if self.armed:
+            self.armed = False
+
+            def back(service: Any) -> None:
+                del service.annotations[LATCH_ANNOTATION]
+                service.annotations[DEESCALATED_ANNOTATION] = START.isoformat()
+                _set_env("DATABASE_URL", "sqlite:///work/sessions.db?_journal_mode=WAL&_busy_timeout=5000")(
+                    service
+                )
+
+            self.emulator.store.edit(REFERENCE, back, principal="user:oncall@example.com")
+        return self.gateway.apply(live, changes, validate_only=validate_only)
+
+
+def test_a_deescalation_during_a_pass_is_not_undone_by_its_retry(story: Story) -> None:
+    story.controller.run_pass()
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story)
+    story.emulator.store.edit(REFERENCE, _set_env("LOG_LEVEL", "debug"), principal="user:x")
+    story.emulator.store.edit(
+        REFERENCE, lambda s: setattr(s.template.timeout, "seconds", 300), principal="user:x"
+    )
+    story.controller.gateway = _DeescalatedDuringTheWrite(story.gateway, story.emulator)
+    updates = story.emulator.store.calls["UpdateService"]
+    story.minute(100)
+    assert not latched(story), "the pass met the deescalation's etag and left the service to the next pass"
+    assert story.env()["DATABASE_URL"].startswith("sqlite:")
+    assert story.emulator.store.calls["UpdateService"] == updates + 1  # the stale write, refused
+    outcome = story.controller.status.document()["services"][0]["lastOutcome"]
+    assert "deescalated meanwhile" in outcome["message"]
+
+
+def test_a_latched_service_stays_on_cloud_sql_when_the_file_drops_its_escalation(
+    story: Story, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    story.controller.run_pass()
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story)
+    text = story.path.read_text()
+    story.path.write_text(text[: text.index("    escalation:")])
+    assert story.controller.poll_file()
+    updates = story.emulator.store.calls["UpdateService"]
+    story.minute(100)
+    assert story.env()["DATABASE_URL"] == "cagent-api-cloudsql-url", "never moved back by a file edit"
+    assert story.emulator.store.calls["UpdateService"] == updates
+    condition = story.condition("Escalated")
+    assert condition["status"] == "True" and condition["reason"] == "LatchedUndeclared"
+    monkeypatch.setenv(EMULATOR_HOST_ENV, story.emulator.address)
+    assert cli.main(["deescalate", "cagent-api", "-f", str(story.path)]) == 0, "the way back still works"
+    assert story.env()["DATABASE_URL"].startswith("sqlite:///work/sessions.db")
+    assert "cloudsql" not in {v.name for v in story.service().template.volumes}
+
+
+def test_deescalate_keeps_the_cloud_sql_instances_the_file_declares(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "d.yaml"
+    own = "demo-project:us-central1:reporting"
+    path.write_text(
+        DESIRED.replace("    timeout: 3600s\n", f"    timeout: 3600s\n    cloudSql: {{instances: [{own}]}}\n")
+    )
+    story = Story(reference, gateway, path)
+    story.controller.run_pass()
+    for _ in range(3):
+        story.minute(100, storage=3)
+    volumes = {v.name: v for v in story.service().template.volumes}
+    assert set(volumes["cloudsql"].cloud_sql_instance.instances) == {own, CLOUD_SQL}
+    monkeypatch.setenv(EMULATOR_HOST_ENV, reference.address)
+    assert cli.main(["deescalate", "cagent-api", "-f", str(path)]) == 0
+    volumes = {v.name: v for v in story.service().template.volumes}
+    assert list(volumes["cloudsql"].cloud_sql_instance.instances) == [own]
+    updates = reference.store.calls["UpdateService"]
+    story.minute(100)
+    assert reference.store.calls["UpdateService"] == updates, "in sync at once: no second revision"
+
+
+def test_an_escalation_that_cannot_be_carried_out_is_escalation_failed_and_logged(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        DESIRED.replace("    timeout: 3600s\n", "    timeout: 3600s\n    container: cagent-api-1\n")
+    )
+    story = Story(reference, gateway, path)
+    story.controller.run_pass()
+    story.emulator.store.edit(
+        REFERENCE, lambda s: setattr(s.template.containers[0], "name", "renamed"), principal="user:x"
+    )
+    with capture_logs() as logs:
+        for _ in range(3):
+            story.minute(100, storage=3)
+    failed = story.condition("Escalated")
+    assert failed["reason"] == "EscalationFailed"
+    assert any(e["event"] == "escalation_failed" and e["log_level"] == "error" for e in logs)
