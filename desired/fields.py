@@ -120,8 +120,9 @@ _TIMEOUT_SCHEMA = {
 TimeoutSeconds = Annotated[int, BeforeValidator(_timeout), WithJsonSchema(_TIMEOUT_SCHEMA)]
 
 
-def duration_at_least(minimum: int, why: str) -> Any:
-    """A duration field of at least `minimum` seconds; `why` says whose limit that is."""
+def duration_at_least(minimum: int, why: str, maximum: int | None = None, maximum_why: str = "") -> Any:
+    """A duration field of at least `minimum` seconds (and at most `maximum`); `why` and `maximum_why`
+    say whose limits those are."""
 
     def check(value: Any) -> int:
         seconds = _duration(value)
@@ -131,18 +132,36 @@ def duration_at_least(minimum: int, why: str) -> Any:
                 "must be at least {minimum} ({why}), got {got}",
                 {"minimum": format_duration(minimum), "why": why, "got": format_duration(seconds)},
             )
+        if maximum is not None and seconds > maximum:
+            raise PydanticCustomError(
+                "duration_range",
+                "must be at most {maximum} ({why}), got {got}",
+                {"maximum": format_duration(maximum), "why": maximum_why, "got": format_duration(seconds)},
+            )
         return seconds
 
     return Annotated[int, BeforeValidator(check), WithJsonSchema(_DURATION_SCHEMA)]
 
 
+_SECRET_NAME = re.compile(r"^(projects/[a-z0-9-]{1,63}/secrets/)?[A-Za-z0-9_-]{1,255}$")
+_SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]{0,18})$")
+
+
 class SecretRef(StrictModel):
     """A Secret Manager reference; the controller never reads the secret's value."""
 
-    secret: Annotated[str, Field(min_length=1)]
-    """The secret's name in the service's project."""
-    version: Annotated[str, Field(min_length=1)] = "latest"
-    """The secret version; pin a number to roll out a new value deliberately."""
+    secret: Annotated[
+        str,
+        pattern(_SECRET_NAME, "secret name (letters, digits, - and _; or projects/P/secrets/S)"),
+        Field(json_schema_extra={"pattern": _SECRET_NAME.pattern}),
+    ]
+    """The secret's name in the service's project, or `projects/P/secrets/S` for another project's."""
+    version: Annotated[
+        str,
+        pattern(_SECRET_VERSION, "secret version (latest or a version number)"),
+        Field(json_schema_extra={"pattern": _SECRET_VERSION.pattern}),
+    ] = "latest"
+    """The secret version, `latest` or a number; pin a number to roll out a new value deliberately."""
 
     def __str__(self) -> str:
         return f"secret:{self.secret}:{self.version}"

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from desired.redaction import redact_text
+
 __all__ = ["SCHEMA_CODES", "DesiredStateError", "Finding", "Severity"]
 
 
@@ -48,6 +50,12 @@ class Finding:
     fix: str = ""
     acknowledged: str = ""
     service_index: int | None = None
+
+    def __post_init__(self) -> None:
+        # A finding quotes what the file holds, and the file can hold credentials: mask them here, once,
+        # so no caller can print one.
+        for name in ("field", "message", "fix"):
+            object.__setattr__(self, name, redact_text(getattr(self, name)))
 
     def __str__(self) -> str:
         field = f" {self.field}:" if self.field else ""

@@ -241,17 +241,23 @@ class CloudSqlTarget(StrictModel):
     holds a password (CR302)."""
 
 
+DAY = 86_400
+LOOKBACK = 7 * DAY  # how far back one pass reads signal windows
+
+
 class EscalationSpec(StrictModel):
     """When to move the service from SQLite to Cloud SQL: a breach held over consecutive windows."""
 
-    window: duration_at_least(60, "Cloud Monitoring's smallest alignment period") = 300  # type: ignore[valid-type]
-    """The length of one signal window; at least 60s."""
-    consecutive_windows: Annotated[int, Field(ge=1, le=1000)] = 3
+    window: duration_at_least(  # type: ignore[valid-type]
+        60, "Cloud Monitoring's smallest alignment period", DAY, "a breach must be seen within a day"
+    ) = 300
+    """The length of one signal window; 60s to 24h."""
+    consecutive_windows: Annotated[int, Field(ge=1, le=100)] = 3
     """How many windows in a row must breach before the service moves."""
     min_requests: Annotated[int, Field(ge=0)] = 20
     """A window with fewer requests than this is no evidence either way."""
     max_error_ratio: Annotated[float, Field(gt=0, le=1)] | None = None
-    """After the move, a share of 5xx responses above this marks the service `Degraded`."""
+    """A share of 5xx responses above this marks the service `Degraded`."""
     contention: ContentionSignal | None = None
     """The `database is locked` signal, judged as a rate."""
     storage_errors: StorageErrorSignal | None = None
@@ -263,6 +269,11 @@ class EscalationSpec(StrictModel):
     def _some_signal(self) -> EscalationSpec:
         if self.contention is None and self.storage_errors is None:
             raise PydanticCustomError("no_signal", "name at least one signal: contention or storageErrors")
+        if self.window * self.consecutive_windows > LOOKBACK:
+            raise PydanticCustomError(
+                "lookback_range",
+                "window × consecutiveWindows must be at most 7d: each pass reads all of them back",
+            )
         return self
 
 

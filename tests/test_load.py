@@ -151,3 +151,23 @@ def test_the_json_schema_refuses_what_the_loader_refuses(service: dict[str, Any]
     assert list(_schema_validator().iter_errors(document)), "the editor would accept it"
     with pytest.raises(DesiredStateError):
         load_desired_text(yaml.safe_dump(document))
+
+
+def test_no_finding_quotes_a_password_the_file_holds() -> None:
+    """Loader messages quote offending values; a URL's password never reaches a finding."""
+    document = """
+defaults: {project: demo-project, region: us-central1}
+services:
+  - name: cagent-api
+    timeout: "postgresql://app:hunter2@db/x"
+    outOfBand: "mysql://root:hunter2@db/x"
+    labels: {"https://u:hunter2@h": x}
+    env:
+      DATABASE_URL: {secret: "postgresql://u:hunter2@db/x"}
+"""
+    with pytest.raises(DesiredStateError) as raised:
+        load_desired_text(document, "fleet.yaml")
+    shown = "\n".join(f"{f}\n{f.fix}" for f in raised.value.findings)
+    assert len(raised.value.findings) >= 4, shown
+    assert "hunter2" not in shown
+    assert "***" in shown, "the value is still named, with its password masked"
