@@ -26,6 +26,8 @@ from controller.runner import Controller
 
 __all__ = ["EndpointServer"]
 
+_MAX_BODY = 65536  # a webhook names one service; anything bigger is not for us
+
 
 class EndpointServer:
     def __init__(self, controller: Controller, port: int, host: str = "0.0.0.0") -> None:
@@ -76,15 +78,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such endpoint: POST {parts.path}"})
             return
         service = parse_qs(parts.query).get("service", [None])[0]
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY:
+            self._json(400, {"error": f"Content-Length must be a number of bytes up to {_MAX_BODY}"})
+            return
         if length:
             try:
-                body = json.loads(self.rfile.read(min(length, 65536)) or b"{}")
-            except json.JSONDecodeError as error:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 self._json(400, {"error": f"the body is not JSON: {error}"})
                 return
-            if isinstance(body, dict) and isinstance(body.get("service"), str):
-                service = body["service"]
+            named = body.get("service") if isinstance(body, dict) else None
+            if named is not None and not isinstance(named, str):
+                self._json(400, {"error": '"service" must be a service name (a string)'})
+                return
+            service = named or service
         if not self.controller.request(service):
             self._json(404, {"error": f"no declared service is named {service!r}"})
             return

@@ -49,6 +49,7 @@ LATCH_ANNOTATION = "cloudrun-reconciler.dev/escalated"
 LATCH_VALUE = "cloudsql"
 EVIDENCE_ANNOTATION = "cloudrun-reconciler.dev/escalation-evidence"
 DEESCALATED_ANNOTATION = "cloudrun-reconciler.dev/deescalated-at"  # windows before it no longer count
+EVIDENCE_WINDOWS = 12  # the most windows the evidence annotation keeps (a few KiB)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,10 @@ def escalated_spec(spec: ServiceSpec, decision: Decision | None = None) -> Servi
     if decision is not None:
         at = decision.windows[-1].window.end.isoformat() if decision.windows else ""
         record = {"at": at, "to": target.instance, **decision.evidence()}
+        windows = record["windows"]
+        if len(windows) > EVIDENCE_WINDOWS:  # an annotation is no archive: the newest windows tell it
+            record["windows"] = windows[-EVIDENCE_WINDOWS:]
+            record["windowsOmitted"] = len(windows) - EVIDENCE_WINDOWS
         annotations[EVIDENCE_ANNOTATION] = json.dumps(record, separators=(",", ":"))
     return spec.model_copy(
         update={

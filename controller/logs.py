@@ -59,6 +59,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            structlog.processors.format_exc_info,  # the traceback as text, so that it is scrubbed too
             _redact,
             *renderer,
         ],

@@ -497,7 +497,9 @@ class Controller:
         elif plan.status is PlanStatus.DRIFTED:
             reason = "NotApplied"
         condition("Synced", status, reason, message or "in sync with the desired state")
-        if observed is not None:
+        if outcome.result is ApplyResult.APPLIED and outcome.revision:  # as the write left it
+            condition("Ready", True, "Ready", f"serving {outcome.revision}")
+        elif observed is not None:
             failed = bool(observed.failure)
             condition(
                 "Ready",

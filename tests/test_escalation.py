@@ -303,6 +303,7 @@ def test_a_sustained_breach_escalates_once_in_one_update_and_stays_across_restar
     assert [w["contention"] for w in evidence["windows"]] == [9, 9, 9]
     assert evidence["thresholds"]["contentionMaxRate"] == 0.05
     assert after.latest_ready_revision != before.latest_ready_revision
+    assert story.condition("Ready")["message"].endswith(after.latest_ready_revision.rsplit("/", 1)[-1])
     assert story.condition("Escalated") | {"lastTransitionTime": None} == story.condition("Escalated") | {
         "status": "True",
         "reason": "Latched",
@@ -615,3 +616,18 @@ def test_an_escalation_that_cannot_be_carried_out_is_escalation_failed_and_logge
     failed = story.condition("Escalated")
     assert failed["reason"] == "EscalationFailed"
     assert any(e["event"] == "escalation_failed" and e["log_level"] == "error" for e in logs)
+
+
+def test_the_evidence_annotation_keeps_the_newest_windows_only() -> None:
+    from controller.escalation import EVIDENCE_WINDOWS, escalated_spec
+    from desired import load_desired_text
+
+    spec = load_desired_text(DESIRED.replace("consecutiveWindows: 3", "consecutiveWindows: 100")).services[0]
+    assert spec.escalation is not None
+    decision = decide(spec.escalation, series(*[BROKEN] * 100))
+    assert decision.verdict is Verdict.ESCALATE
+    record = json.loads(escalated_spec(spec, decision).annotations[EVIDENCE_ANNOTATION])
+    assert len(record["windows"]) == EVIDENCE_WINDOWS
+    assert record["windowsOmitted"] == 100 - EVIDENCE_WINDOWS
+    assert record["windows"][-1]["end"] == decision.windows[-1].window.end.isoformat()
+    assert len(json.dumps(record)) < 4096
