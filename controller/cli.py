@@ -468,6 +468,12 @@ def _run(args: argparse.Namespace) -> int:
     loop.join(args.shutdown_grace)
     if loop.is_alive():
         log.warning("shutdown_abandoned", reason=f"in-flight work outlived {args.shutdown_grace}s")
+        server.stop()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Writer threads still waiting on the API would hold the interpreter past Cloud Run's 10 s; an
+        # abandoned write is safe: it was etag-guarded, and the next controller re-reads everything.
+        os._exit(0)
     server.stop()
     if not loop.is_alive():
         gateway.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +34,12 @@ class Faults:
     _shares: dict[str, _Share] = field(default_factory=dict)
     _latency: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    sleep: Callable[[float], None] = time.sleep
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    sleep: Callable[[float], object] | None = None  # None: real time, cut short when the emulator stops
+
+    def stop(self) -> None:
+        """End every added wait at once: the emulator is shutting down, and must not outlive its grace."""
+        self._stopped.set()
 
     def add_latency(self, method: str, seconds: float) -> None:
         """Every later call of `method` waits `seconds` before it is answered (0 removes it)."""
@@ -72,7 +76,7 @@ class Faults:
         with self._lock:
             delay = self._latency.get(method, 0.0)
         if delay > 0:
-            self.sleep(delay)
+            (self.sleep or self._stopped.wait)(delay)
         with self._lock:
             queued = self._next.get(method)
             if queued:

@@ -55,6 +55,7 @@ class Emulator:
         return self
 
     def stop(self, grace: float | None = None) -> None:
+        self.store.faults.stop()
         self._server.stop(grace).wait()
 
     def wait(self) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,30 @@ def test_no_log_line_carries_a_secret_value_or_url_password(emulator: Emulator, 
         assert secret not in log, secret
         assert secret not in document, secret
     assert "API_TOKEN" in log  # the change itself is still reported
+
+
+def test_sigterm_with_writes_in_flight_on_several_workers_exits_within_the_grace(tmp_path: Path) -> None:
+    """Three drifted services, each update stuck in the API: SIGTERM ends the process within its grace
+    (Cloud Run kills at 10 s), not when the stuck writes end."""
+    names = ["cagent-api", "svc-1", "svc-2"]
+    path = tmp_path / "desired.yaml"
+    path.write_text(
+        "defaults: {project: demo-project, region: us-central1}\nservices:\n"
+        + "".join(f"  - name: {name}\n    timeout: 3600s\n" for name in names)
+    )
+    seeds = []
+    for name in names:
+        seeds += ["--seed", str(tmp_path / f"{name}.yaml")]
+        Path(seeds[-1]).write_text(SEED.read_text().replace("cagent-api", name))
+    with standalone("--admin-port", "0", *seeds) as (address, lines):
+        admin = f"http://{admin_address(lines)}"
+        assert http("POST", f"{admin}/v1/faults", {"method": "UpdateService", "latency": 60})[0] == 200
+        env = {**os.environ, "CLOUD_RUN_EMULATOR_HOST": address}
+        running = Running("--file", str(path), "--workers", "4", "--shutdown-grace", "2s", env=env)
+        eventually(
+            lambda: http("GET", f"{admin}/v1/calls")[1].get("UpdateService", 0) >= 3, "three writes in flight"
+        )
+        started = time.monotonic()
+        assert running.stop(timeout=8.0) == 0
+        assert time.monotonic() - started < 6.0
+        assert '"shutdown_abandoned"' in running.log()
