@@ -121,6 +121,7 @@ class Controller:
         self._escalation_failed: dict[ServiceKey, str] = {}  # not attempted again until the spec changes
         self._created: dict[ServiceKey, str] = {}  # the revision this controller last created, per service
         self._fleet: FleetSignals | None = None
+        self._said: dict[str, str] = {}  # signal problems logged, so each is logged once while it lasts
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.status = StatusBoard()
@@ -378,7 +379,29 @@ class Controller:
                 decisions[key] = Decision(Verdict.BREACHING, reason, decision.windows, decision.thresholds)
         for created in self._fleet.created:
             _log.warning("log_metric_created", metric=created)
+        self._signal_problems(self._fleet)
         return decisions
+
+    def _signal_problems(self, fleet: FleetSignals) -> None:
+        """Signals that could not be read, and signal metrics that do not exist: counted every pass,
+        logged when they start or change (not every 30 s while they last)."""
+        now: dict[str, str] = {}
+        for project, error in fleet.errors.items():
+            self.metrics.errors.labels("signals").inc()
+            now[f"unreadable {project}"] = error
+        for project, missing in fleet.missing.items():
+            for metric in missing:
+                now[f"missing {project} {metric}"] = metric
+        for key, value in now.items():
+            if self._said.get(key) == value:
+                continue
+            kind, project = key.split(" ", 2)[:2]
+            if kind == "unreadable":
+                _log.warning("signals_unreadable", project=project, error=value)
+            else:
+                fix = "create it, or run with --manage-log-metric"
+                _log.warning("log_metric_missing", project=project, metric=value, fix=fix)
+        self._said = now
 
     def _finish(self, start: float, wall: Any, reconcile_id: str, outcome: str) -> None:
         end = self.clock.monotonic()

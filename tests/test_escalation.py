@@ -365,11 +365,14 @@ def test_a_missing_log_metric_is_reported_not_created_without_the_flag(
     reference: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
     story = Story(reference, gateway, tmp_path / "d.yaml", manage=False)
-    for _ in range(3):
-        story.minute(100, contention=9, storage=9)
+    with capture_logs() as logs:
+        for _ in range(3):
+            story.minute(100, contention=9, storage=9)
     assert not latched(story)
     assert story.condition("NoData")["status"] == "True"
     assert "no signal metric exists" in story.condition("NoData")["message"]
+    said = [(e["metric"], e["log_level"]) for e in logs if e["event"] == "log_metric_missing"]
+    assert sorted(said) == [(CONTENTION, "warning"), (STORAGE, "warning")], "logged once each, not per pass"
     assert reference.store.calls["CreateLogMetric"] == 0
     assert reference.store.calls["GetLogMetric"] == 6, "asked again each pass: someone may create it"
 
@@ -631,3 +634,16 @@ def test_the_evidence_annotation_keeps_the_newest_windows_only() -> None:
     assert record["windowsOmitted"] == 100 - EVIDENCE_WINDOWS
     assert record["windows"][-1]["end"] == decision.windows[-1].window.end.isoformat()
     assert len(json.dumps(record)) < 4096
+
+
+def test_signals_that_cannot_be_read_are_counted_logged_once_and_healing_goes_on(story: Story) -> None:
+    story.emulator.store.faults.fail_next("ListTimeSeries", 100, grpc.StatusCode.PERMISSION_DENIED)
+    with capture_logs() as logs:
+        story.minute(100)
+        story.minute(100)
+    assert story.service().template.timeout.seconds == 3600, "drift is healed without signals"
+    said = [e for e in logs if e["event"] == "signals_unreadable"]
+    assert len(said) == 1 and said[0]["project"] == "demo-project" and "PERMISSION_DENIED" in said[0]["error"]
+    assert story.condition("NoData")["status"] == "True"
+    text = story.controller.metrics.render().decode()
+    assert 'cloudrun_reconciler_errors_total{kind="signals"} 2.0' in text
