@@ -8,7 +8,7 @@
 # tests/test_image.py lints this file and replays its install steps outside Docker.
 #
 # Build it where a Docker engine or Cloud Build is at hand, from the root of the repository:
-#   gcloud builds submit --tag "$IMAGE" .        (or: docker build -t "$IMAGE" .)
+#   gcloud builds submit --project "$PROJECT_ID" --tag "$IMAGE" .   (or: docker build -t "$IMAGE" .)
 
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

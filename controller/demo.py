@@ -144,7 +144,8 @@ def _loop(desired_file: str, gateway: CloudRunServices, server: Emulator) -> boo
             RunSettings(file=str(copy)), gateway, clock=clock, metrics=Metrics(), rng=random.Random(0)
         )
         controller.load()
-        name = controller.desired.state.services[0].key.resource_name
+        key = controller.desired.state.services[0].key
+        name = key.resource_name
         healed = False
         for number in range(1, 5):
             while True:  # to the next pass, as the loop's own schedule says
@@ -160,7 +161,10 @@ def _loop(desired_file: str, gateway: CloudRunServices, server: Emulator) -> boo
             print(f"  pass {number} at t+{clock.monotonic():5.1f}s: drift {changes}; {outcome.message}")
             if number == 2:
                 server.store.edit(name, _gcloud_deploy, principal="user:dev@example.com", client="gcloud")
-                print(f"  -- user:dev@example.com runs `gcloud run deploy --image {_DEPLOYED_IMAGE}`")
+                print(
+                    f"  -- user:dev@example.com runs `gcloud run deploy {key.name} --image {_DEPLOYED_IMAGE}"
+                    f" --region {key.region} --project {key.project}`"
+                )
                 print("     (no --timeout: the template's timeout goes back to 300s)")
             if number == 3:
                 healed = outcome.result is ApplyResult.APPLIED

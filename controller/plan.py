@@ -194,7 +194,8 @@ def traffic_notes(spec: ServiceSpec, observed: ObservedService) -> tuple[str, ..
     return (
         f"the latest revision {observed.latest_ready_revision} serves {share} % of traffic; {others} "
         "serve the rest with their own settings (traffic is not managed here: "
-        f"`gcloud run services update-traffic {spec.name} --to-latest`)",
+        f"`gcloud run services update-traffic {spec.name} --to-latest --region={spec.key.region} "
+        f"--project={spec.key.project}`)",
     )
 
 

@@ -100,7 +100,9 @@ if [ -z "$RUNTIME_SERVICE_ACCOUNTS" ]; then
 fi
 for account in $RUNTIME_SERVICE_ACCOUNTS; do
     step "the controller may act as $account"
-    gcloud iam service-accounts add-iam-policy-binding "$account" \
+    # By full name with `-` for its project, which IAM infers from the account (it may live in a managed
+    # project, and a bare email needs gcloud's core/project set); gcloud's own get-iam-policy sends this.
+    gcloud iam service-accounts add-iam-policy-binding "projects/-/serviceAccounts/$account" \
         --member="serviceAccount:$controller" --role=roles/iam.serviceAccountUser >/dev/null
 done
 

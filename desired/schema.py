@@ -108,7 +108,7 @@ class ScalingSpec(StrictModel):
     """Instance bounds and the level they apply at; the level is never guessed."""
 
     level: Annotated[ScalingLevel, BeforeValidator(_enum_value(ScalingLevel))]
-    """`service`: the service-wide `scaling` (gcloud `--min`/`--max`), no new revision;
+    """`service`: the service-wide `scaling` (gcloud `--min`; `--max` is `gcloud beta` only), no new revision;
     `revision`: `template.scaling` (gcloud `--min-instances`/`--max-instances`)."""
     min_instances: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
     """Instances kept running even without traffic; 1 or more avoids the cold starts that cancel work in

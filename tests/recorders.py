@@ -4,7 +4,8 @@ test can run a script as written and read back exactly which commands it issued.
 
 They replace no Google client library: the controller itself always runs for real, against `emulator/`.
 The gcloud usage a script may issue is checked against `GCLOUD_FLAGS`, the flags each command's page
-in the gcloud reference lists (checked with the search tool when the table was written).
+in the gcloud reference lists. Where the Google Cloud CLI is installed, tests/test_gcloud_usage.py holds
+the table to the installed gcloud's own command tree and runs every recorded command through gcloud.
 """
 
 from __future__ import annotations

@@ -164,8 +164,16 @@ def test_setup_creates_grants_uploads_builds_and_deploys(tmp_path: Path) -> None
     assert _granted(calls) == {
         ("demo-project", controller, "projects/demo-project/roles/cloudrunReconciler"),
         ("demo-project", controller, "projects/demo-project/roles/cloudrunReconcilerLogMetrics"),
-        ("123-compute@developer.gserviceaccount.com", controller, "roles/iam.serviceAccountUser"),
-        ("agents@demo-project.iam.gserviceaccount.com", controller, "roles/iam.serviceAccountUser"),
+        (
+            "projects/-/serviceAccounts/123-compute@developer.gserviceaccount.com",
+            controller,
+            "roles/iam.serviceAccountUser",
+        ),
+        (
+            "projects/-/serviceAccounts/agents@demo-project.iam.gserviceaccount.com",
+            controller,
+            "roles/iam.serviceAccountUser",
+        ),
         ("gs://demo-project-cloudrun-reconciler", controller, "roles/storage.objectViewer"),
         (
             "demo-project",

@@ -88,7 +88,7 @@ def _step_env(job: str, name: str, **values: str) -> dict[str, str]:
     } | values
 
 
-def _run_step(
+def run_step(
     tmp_path: Path, job: str, name: str, **values: str
 ) -> tuple[subprocess.CompletedProcess[str], list[Recorded]]:
     """A step's script in a checkout holding desired-state.yaml, with `gh` and `gcloud` recorded."""
@@ -121,7 +121,7 @@ needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq (on GitHub'
 
 @needs_jq
 def test_a_drifted_plan_becomes_a_comment_on_the_pull_request(seeded: Emulator, tmp_path: Path) -> None:
-    result, calls = _run_step(
+    result, calls = run_step(
         tmp_path, "plan", "Plan", CLOUD_RUN_EMULATOR_HOST=seeded.address, PR_NUMBER="7", GH_TOKEN="token"
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -145,7 +145,7 @@ def test_an_in_sync_plan_posts_nothing(seeded: Emulator, tmp_path: Path) -> None
         env=environment(tmp_path, tmp_path / "unused.log", CLOUD_RUN_EMULATOR_HOST=seeded.address),
     )
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    result, calls = _run_step(
+    result, calls = run_step(
         tmp_path, "plan", "Plan", CLOUD_RUN_EMULATOR_HOST=seeded.address, PR_NUMBER="7", GH_TOKEN="token"
     )
     assert result.returncode == 0, result.stderr
@@ -158,7 +158,7 @@ def test_a_plan_that_cannot_be_made_fails_the_step_and_says_why(seeded: Emulator
     checkout.mkdir()
     text = (ROOT / "desired-state.yaml").read_text().replace("- name: cagent-api", "- name: not-deployed")
     (checkout / "desired-state.yaml").write_text(text)
-    result, calls = _run_step(
+    result, calls = run_step(
         tmp_path, "plan", "Plan", CLOUD_RUN_EMULATOR_HOST=seeded.address, PR_NUMBER="7", GH_TOKEN="token"
     )
     assert result.returncode == 1
@@ -167,7 +167,7 @@ def test_a_plan_that_cannot_be_made_fails_the_step_and_says_why(seeded: Emulator
 
 @needs_jq
 def test_an_unreachable_api_fails_the_step_with_the_reason(tmp_path: Path) -> None:
-    result, calls = _run_step(
+    result, calls = run_step(
         tmp_path, "plan", "Plan", CLOUD_RUN_EMULATOR_HOST="127.0.0.1:9", PR_NUMBER="7", GH_TOKEN="token"
     )
     assert result.returncode == 1 and "nothing answers at 127.0.0.1:9" in result.stdout and calls == []
@@ -177,12 +177,12 @@ def test_validate_fails_the_job_on_an_invalid_file(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "desired-state.yaml").write_text("apiVersion: nope\n")
-    result, _ = _run_step(tmp_path, "sync", "Validate")
+    result, _ = run_step(tmp_path, "sync", "Validate")
     assert result.returncode == 1 and "CR005" in result.stdout + result.stderr
 
 
 def test_a_merge_writes_the_object_the_controller_reads(tmp_path: Path) -> None:
-    result, calls = _run_step(
+    result, calls = run_step(
         tmp_path, "sync", "Sync to the controller's bucket", CONFIG_BUCKET="demo-project-cloudrun-reconciler"
     )
     assert result.returncode == 0, result.stderr
