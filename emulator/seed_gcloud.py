@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from emulator.seed_gcloud_args import (
+    PRERELEASE_FLAGS,
     CommandLine,
     parse_count,
     parse_dict,
@@ -45,6 +46,10 @@ def gcloud_service(
         problems.add(path, f"expected `gcloud run deploy SERVICE ...`, got `{' '.join(words[: start + 2])}`")
         return {}
     line = read_words(words, start + 2, path, problems)
+    for flag in sorted(PRERELEASE_FLAGS & line.values.keys()) if track is None else ():
+        problems.add(
+            line.values[flag][0][0], f"--{flag} is a `gcloud beta run deploy` flag: GA gcloud refuses it"
+        )
     project, location = _where(line, project, location)
     name = f"projects/{project}/locations/{location}/services/{line.service}"
     service: dict[str, Any] = {"name": name, "client": "gcloud"}

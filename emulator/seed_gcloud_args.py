@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from emulator.seed_reader import Problems, item
 
 __all__ = [
+    "PRERELEASE_FLAGS",
     "SWITCHES",
     "VALUE_FLAGS",
     "CommandLine",
@@ -40,6 +41,9 @@ VALUE_FLAGS = frozenset({
 SWITCHES = frozenset(
     {"allow-unauthenticated", "async", "cpu-boost", "cpu-throttling", "quiet", "session-affinity"}
 )
+_NO_NEGATION = frozenset({"quiet"})  # gcloud's global --quiet has no --no-quiet
+# Flags only `gcloud beta|alpha run deploy` has.
+PRERELEASE_FLAGS = frozenset({"min", "max"})
 # Spellings seen in the field that gcloud does not have, with what to write instead.
 _HINTS = {
     "add-gcs-bucket": "a Cloud Storage volume is --add-volume=name=NAME,type=cloud-storage,bucket=BUCKET "
@@ -107,7 +111,7 @@ def read_words(words: Sequence[str], start: int, path: str, problems: Problems) 
                     problems.add(where, f"--{name} needs a value")
                     continue
             line.values[name].append((where, value))
-        elif name in SWITCHES or name.removeprefix("no-") in SWITCHES:
+        elif name in SWITCHES or name.removeprefix("no-") in SWITCHES - _NO_NEGATION:
             if has_value:
                 problems.add(where, f"--{name} takes no value")
             line.switches[name.removeprefix("no-")].append((where, not name.startswith("no-")))
