@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,16 +36,27 @@ from desired.redaction import redact_text
 
 __all__ = [
     "CONTENTION_TEXTS",
+    "LOG_METRIC_GROUP_BY",
     "REQUEST_COUNT",
+    "REQUEST_GROUP_BY",
     "STORAGE_TEXTS",
     "FleetSignals",
     "SignalReader",
     "log_metric_filter",
+    "series_request",
     "signal_clients",
 ]
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
+# How each query sums its series: requests by revision and response class, log-based metrics by service.
+REQUEST_GROUP_BY = (
+    "resource.labels.service_name",
+    "resource.labels.location",
+    "resource.labels.revision_name",
+    "metric.labels.response_code_class",
+)
+LOG_METRIC_GROUP_BY = ("resource.labels.service_name", "resource.labels.location")
 CONTENTION_TEXTS = ("database is locked", "database table is locked")
 STORAGE_TEXTS = ("disk I/O error", "database disk image is malformed", "OutOfOrderError")
 
@@ -71,6 +82,25 @@ def signal_clients(
             ),
         )
     return monitoring_v3.MetricServiceClient(), MetricsServiceV2Client()
+
+
+def series_request(
+    project: str, metric: str, period: int, count: int, end: datetime, group_by: Sequence[str]
+) -> monitoring_v3.ListTimeSeriesRequest:
+    """The one query of `metric` for a whole project: `count` aligned windows of `period` s up to `end`,
+    summed by `group_by`."""
+    return monitoring_v3.ListTimeSeriesRequest(
+        name=f"projects/{project}",
+        filter=f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"',
+        interval=monitoring_v3.TimeInterval(start_time=end - timedelta(seconds=period * count), end_time=end),
+        aggregation=monitoring_v3.Aggregation(
+            alignment_period={"seconds": period},
+            per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+            cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+            group_by_fields=list(group_by),
+        ),
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    )
 
 
 @dataclass
@@ -144,19 +174,7 @@ class SignalReader:
         count = max(e.consecutive_windows for e in escalations)
         ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
         wanted = {spec.key for spec in specs}
-        requests = self._series(
-            project,
-            REQUEST_COUNT,
-            period,
-            count,
-            end,
-            [
-                "resource.labels.service_name",
-                "resource.labels.location",
-                "resource.labels.revision_name",
-                "metric.labels.response_code_class",
-            ],
-        )
+        requests = self._series(project, REQUEST_COUNT, period, count, end, REQUEST_GROUP_BY)
         totals: dict[tuple[ServiceKey, int], list[int]] = defaultdict(lambda: [0, 0])
         revisions: dict[tuple[ServiceKey, int], dict[str, list[int]]] = defaultdict(
             lambda: defaultdict(lambda: [0, 0])
@@ -184,14 +202,7 @@ class SignalReader:
             if not self._log_metric_exists(project, metric, kind, found):
                 missing.append(metric)
                 continue
-            series = self._series(
-                project,
-                metric,
-                period,
-                count,
-                end,
-                ["resource.labels.service_name", "resource.labels.location"],
-            )
+            series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
             per_window: dict[tuple[ServiceKey, int], int] = defaultdict(int)
             for labels, index, value in series:
                 key = ServiceKey(
@@ -226,23 +237,10 @@ class SignalReader:
             found.windows[spec.key] = windows[-escalation.consecutive_windows :]
 
     def _series(
-        self, project: str, metric: str, period: int, count: int, end: datetime, group_by: list[str]
+        self, project: str, metric: str, period: int, count: int, end: datetime, group_by: Sequence[str]
     ) -> list[tuple[dict[str, str], int, int]]:
         """(labels, window index oldest-first, value) for every aligned point of `metric` in the interval."""
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{project}",
-            filter=f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"',
-            interval=monitoring_v3.TimeInterval(
-                start_time=end - timedelta(seconds=period * count), end_time=end
-            ),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period={"seconds": period},
-                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
-                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
-                group_by_fields=group_by,
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-        )
+        request = series_request(project, metric, period, count, end, group_by)
         points = []
         with self._call("ListTimeSeries"):
             pager = self._metrics.list_time_series(request=request)
