@@ -180,10 +180,10 @@ def report(results: list[dict[str, Any]], cold: dict[str, Any] | None, speed: di
     emulator_speed.print_speed(speed)
     _targets(results, cold)
     print(
-        "\nbare fetch: every ListServices page (iterating the pager, reading each service's name) and the "
-        "pass's three ListTimeSeries requests (iterating every series, reading each point's value), "
-        "through the same clients in the same process; naive: one GetService and one ListTimeSeries per "
-        "signal per service (filtered on it), reading the same fields."
+        "\nbare fetch: every ListServices page and the pass's three ListTimeSeries requests, through the "
+        "same clients in the same process, each pager walked page by page and read on the raw protobuf: "
+        "each service's name, each point's value; naive: one GetService and one ListTimeSeries per "
+        "signal per service (filtered on it), reading the same fields the same way."
     )
 
 

@@ -6,10 +6,12 @@ lines, to a file) and answers one command per line on stdin with one JSON line o
 
     pass    one `Controller.run_pass()`: what the loop runs every interval
     bare    the bare client fetch of the same data through the same clients: every `ListServices` page
-            and the pass's three `ListTimeSeries` (same requests), reading each service's `name` and each
-            point's value and nothing else: no translation, no plan, no status
+            and the pass's three `ListTimeSeries` (the same requests), walking each pager's `.pages` and
+            reading, on the raw protobuf of each page (as the controller does: proto-plus wrappers would
+            cost more), each service's `name` and each point's value; nothing else: no translation, no
+            plan, no decision, no status
     naive   the per-service baseline: one `GetService` and one `ListTimeSeries` per signal per service
-            (filtered on the service), reading the same fields
+            (filtered on the service), reading the same fields the same way
     memory  VmHWM and VmRSS of this process, in KiB
 Each timed answer carries `wall` (perf_counter) and `cpu` (process_time: every thread of this process, the
 emulator is not in it) in seconds.
@@ -28,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from fleet_fixture import PARENT, PROJECT, REQUEST_COUNT, SIGNALS
+from google.cloud.monitoring_v3 import ListTimeSeriesResponse
+from google.cloud.run_v2 import ListServicesResponse, Service
 
 from controller.clock import SystemClock
 from controller.cloudrun import CloudRunServices, services_client
 from controller.logs import configure_logging
 from controller.metrics import Metrics
-from controller.runner import Controller, RunSettings
+from controller.runner import Controller, RunSettings, settle_heap
 from controller.signals import (
     LOG_METRIC_GROUP_BY,
     REQUEST_GROUP_BY,
@@ -67,7 +71,20 @@ def _requests(end: datetime) -> list[Any]:
 
 def _touch_series(pager: Any) -> int:
     """Read every point's value, the least the controller needs of a time series; return the count."""
-    return sum(1 for series in pager for point in series.points if point.value.int64_value >= 0)
+    return sum(
+        1
+        for page in pager.pages
+        for series in ListTimeSeriesResponse.pb(page).time_series
+        for point in series.points
+        if point.value.int64_value >= 0
+    )
+
+
+def _touch_services(pager: Any) -> int:
+    """Read every service's name, the least the controller needs to match it to its spec."""
+    return sum(
+        1 for page in pager.pages for service in ListServicesResponse.pb(page).services if service.name
+    )
 
 
 class Worker:
@@ -85,6 +102,7 @@ class Worker:
             RunSettings(file=desired_file), gateway, clock=SystemClock(), metrics=self.metrics, signals=reader
         )
         self.controller.load()
+        settle_heap()  # as `run` does after loading
         self.names = [spec.name for spec in self.controller.desired.state.services]
 
     def run_pass(self) -> dict[str, Any]:
@@ -96,7 +114,7 @@ class Worker:
         return {"outcomes": outcomes}
 
     def bare(self) -> dict[str, Any]:
-        services = sum(1 for s in self.services.list_services(request={"parent": PARENT}) if s.name)
+        services = _touch_services(self.services.list_services(request={"parent": PARENT}))
         end = datetime.now(UTC) - timedelta(seconds=SIGNAL_DELAY)
         points = sum(_touch_series(self.monitoring.list_time_series(request=r)) for r in _requests(end))
         return {"services": services, "points": points}
@@ -105,7 +123,8 @@ class Worker:
         end = datetime.now(UTC) - timedelta(seconds=SIGNAL_DELAY)
         services = points = 0
         for name in self.names:
-            services += bool(self.services.get_service(request={"name": f"{PARENT}/services/{name}"}).name)
+            service = self.services.get_service(request={"name": f"{PARENT}/services/{name}"})
+            services += bool(Service.pb(service).name)
             for request in _requests(end):
                 request.filter += f' AND resource.labels.service_name = "{name}"'
                 points += _touch_series(self.monitoring.list_time_series(request=request))

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -49,6 +49,9 @@ __all__ = [
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_Slot = tuple[str, str, int]  # (region, service name, window index)
+_MICROSECOND = timedelta(microseconds=1)
 # How each query sums its series: requests by revision and response class, log-based metrics by service.
 REQUEST_GROUP_BY = (
     "resource.labels.service_name",
@@ -173,25 +176,25 @@ class SignalReader:
         period = max(e.window for e in escalations)
         count = max(e.consecutive_windows for e in escalations)
         ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
-        wanted = {spec.key for spec in specs}
+        # Sums by (region, service name, window index): the project is this one's, and plain strings
+        # hash far faster than a ServiceKey does, which counts for a fleet's thousands of points.
+        wanted = {(spec.key.region, spec.key.name) for spec in specs}
         requests = self._series(project, REQUEST_COUNT, period, count, end, REQUEST_GROUP_BY)
-        totals: dict[tuple[ServiceKey, int], list[int]] = defaultdict(lambda: [0, 0])
-        revisions: dict[tuple[ServiceKey, int], dict[str, list[int]]] = defaultdict(
-            lambda: defaultdict(lambda: [0, 0])
-        )
+        totals: dict[_Slot, list[int]] = defaultdict(lambda: [0, 0])
+        revisions: dict[_Slot, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
         for labels, index, value in requests:
-            key = ServiceKey(
-                project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
-            )
-            if key not in wanted:
+            where = (labels.get("location", ""), labels.get("service_name", ""))
+            if where not in wanted:
                 continue
-            is_5xx = labels.get("response_code_class") == "5xx"
-            totals[(key, index)][0] += value
-            totals[(key, index)][1] += value if is_5xx else 0
-            per = revisions[(key, index)][labels.get("revision_name", "")]
+            slot = (*where, index)
+            fives = value if labels.get("response_code_class") == "5xx" else 0
+            total = totals[slot]
+            total[0] += value
+            total[1] += fives
+            per = revisions[slot][labels.get("revision_name", "")]
             per[0] += value
-            per[1] += value if is_5xx else 0
-        counts: dict[str, dict[tuple[ServiceKey, int], int]] = {}
+            per[1] += fives
+        counts: dict[str, dict[_Slot, int]] = {}
         missing = []
         for metric in sorted({m for e in escalations for m in _metric_types(e)}):
             kind = (
@@ -203,34 +206,30 @@ class SignalReader:
                 missing.append(metric)
                 continue
             series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
-            per_window: dict[tuple[ServiceKey, int], int] = defaultdict(int)
+            per_window: dict[_Slot, int] = defaultdict(int)
             for labels, index, value in series:
-                key = ServiceKey(
-                    project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
-                )
-                per_window[(key, index)] += value
+                per_window[(labels.get("location", ""), labels.get("service_name", ""), index)] += value
             counts[metric] = per_window
         found.missing[project] = tuple(missing)
         for spec in specs:
             escalation = spec.escalation
             assert escalation is not None
+            contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
+            storage = counts.get(escalation.storage_errors.metric if escalation.storage_errors else "", {})
+            region, name = spec.key.region, spec.key.name
             windows = []
             for index, window_end in enumerate(ends):
-                slot = (spec.key, index)
-                total = totals.get(slot)
-                contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
-                storage = counts.get(
-                    escalation.storage_errors.metric if escalation.storage_errors else "", {}
-                )
+                slot = (region, name, index)
+                summed = totals.get(slot)
                 windows.append(
                     Window(
                         end=window_end,
-                        requests=None if total is None else total[0],
-                        errors_5xx=0 if total is None else total[1],
+                        requests=None if summed is None else summed[0],
+                        errors_5xx=0 if summed is None else summed[1],
                         contention=contention.get(slot, 0),
                         storage=storage.get(slot, 0),
                         by_revision=tuple(
-                            (name, r[0], r[1]) for name, r in sorted(revisions.get(slot, {}).items())
+                            (revision, r[0], r[1]) for revision, r in sorted(revisions.get(slot, {}).items())
                         ),
                     )
                 )
@@ -244,16 +243,20 @@ class SignalReader:
         points = []
         with self._call("ListTimeSeries"):
             pager = self._metrics.list_time_series(request=request)
-            series_list = list(pager)
-        for series in series_list:
-            labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
-            for point in series.points:
-                point_end = point.interval.end_time
-                age = (end - point_end).total_seconds()
-                index = count - 1 - round(age / period)  # the window whose end is nearest
-                if 0 <= index < count:
-                    value = point.value.int64_value or int(point.value.double_value * period)
-                    points.append((labels, index, int(value)))
+            # The raw protobuf pages: proto-plus would wrap every series, point and timestamp on access.
+            pages = [monitoring_v3.ListTimeSeriesResponse.pb(page) for page in pager.pages]
+        end_us = (end - _EPOCH) // _MICROSECOND
+        for page in pages:
+            for series in page.time_series:
+                labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
+                for point in series.points:
+                    stamp = point.interval.end_time
+                    # In whole microseconds, as a datetime holds a timestamp: the age a datetime gives.
+                    age = (end_us - (stamp.seconds * 1_000_000 + stamp.nanos // 1000)) / 1_000_000
+                    index = count - 1 - round(age / period)  # the window whose end is nearest
+                    if 0 <= index < count:
+                        value = point.value.int64_value or int(point.value.double_value * period)
+                        points.append((labels, index, int(value)))
         return points
 
     def _log_metric_exists(self, project: str, metric: str, kind: str, found: FleetSignals) -> bool:
@@ -279,14 +282,6 @@ class SignalReader:
             found.created.append(f"projects/{project}/metrics/{name}")
         self._known.add((project, name))
         return True
-
-
-def _key(project: str, labels: dict[str, str]) -> ServiceKey:
-    return ServiceKey(project=project, region=labels.get("location", ""), name=labels.get("service_name", ""))
-
-
-def _metric(signal: object) -> str:
-    return str(getattr(signal, "metric", "")) if signal is not None else ""
 
 
 def _metric_types(escalation: object) -> Iterator[str]:
