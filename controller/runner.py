@@ -428,7 +428,7 @@ class Controller:
         name = spec.name
         for change in plan.changes:
             self.metrics.drift.labels(name, change.path).inc()
-        self.metrics.in_sync.labels(name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
+        self.metrics.child(self.metrics.in_sync, name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
             self.metrics.applies.labels(name, outcome.result.value).inc()
         if self.dry_run and plan.status is PlanStatus.DRIFTED:
@@ -477,7 +477,7 @@ class Controller:
                     writer=engaged.writer,
                     reverts=engaged.reverts,
                 )
-        self.metrics.held_fields.labels(spec.name).set(len(self._flap.held(spec.key)))
+        self.metrics.child(self.metrics.held_fields, spec.name).set(len(self._flap.held(spec.key)))
 
     def _report(
         self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, wall: Any, at: str
@@ -524,10 +524,10 @@ class Controller:
             condition("Conflict", True, "OutOfBand", "; ".join(plan.notes[:1]))
         else:
             condition("Conflict", False, "None", "no field is contested")
-        board.section(
+        backoff = self._backoff.get(key)
+        board.sections(
             key,
-            "lastPlan",
-            {
+            lastPlan={
                 "status": plan.status.value,
                 "message": plan.message,
                 "changes": [
@@ -542,23 +542,14 @@ class Controller:
                 "notes": list(plan.notes),
                 "at": at,
             },
-        )
-        board.section(
-            key,
-            "lastOutcome",
-            {
+            lastOutcome={
                 "result": outcome.result.value,
                 "message": outcome.message,
                 "revision": outcome.revision,
                 "errorKind": outcome.error_kind,
                 "at": at,
             },
-        )
-        backoff = self._backoff.get(key)
-        board.section(
-            key,
-            "backoff",
-            None
+            backoff=None
             if backoff is None
             else {
                 "failures": backoff.failures,
@@ -566,8 +557,8 @@ class Controller:
                 "retryInSeconds": round(max(0.0, backoff.retry_at - self.clock.monotonic()), 3),
                 "reason": backoff.reason,
             },
+            flapGuard=[_hold_json(h) for h in holds.values()],
         )
-        board.section(key, "flapGuard", [_hold_json(h) for h in holds.values()])
 
     def _escalation_report(
         self,
@@ -598,7 +589,7 @@ class Controller:
         evidence: Any = None
         if latched and observed is not None:
             try:
-                evidence = json.loads(dict(observed.annotations).get(EVIDENCE_ANNOTATION, "null"))
+                evidence = json.loads(observed.annotation(EVIDENCE_ANNOTATION) or "null")
             except ValueError:
                 evidence = None
         if outcome.escalation == "failed" or failure:
@@ -620,7 +611,7 @@ class Controller:
             state, value = "SQLite", 0
             verdict = decision.verdict.value if decision else "NotRead"
             condition("Escalated", False, verdict, decision.reason if decision else "signals not read")
-        self.metrics.escalation.labels(name).set(value)
+        self.metrics.child(self.metrics.escalation, name).set(value)
         no_data = decision is not None and decision.verdict is Verdict.NO_DATA
         condition(
             "NoData",
@@ -631,20 +622,19 @@ class Controller:
         windows = [judged.window for judged in decision.windows] if decision else []
         ratio = error_ratio(windows)
         if ratio is not None:
-            self.metrics.error_ratio.labels(name).set(ratio)
+            self.metrics.child(self.metrics.error_ratio, name).set(ratio)
         self._degraded(spec, windows, ratio, condition)
-        board.section(
+        board.sections(
             key,
-            "signals",
-            None
+            signals=None
             if decision is None
             else {
                 "errorRatio": ratio,
                 **decision.evidence(),
                 "missingMetrics": list((self._fleet.missing if self._fleet else {}).get(key.project, ())),
             },
+            escalation={"state": state, "evidence": evidence},
         )
-        board.section(key, "escalation", {"state": state, "evidence": evidence})
 
     def _degraded(
         self,

@@ -80,9 +80,10 @@ class StatusBoard:
             service.conditions[type_] = Condition(type_, text, reason, message, since, generation)
             return moved
 
-    def section(self, key: ServiceKey, name: str, value: Any) -> None:
+    def sections(self, key: ServiceKey, **values: Any) -> None:
+        """Set several sections of one service at once, in the order given."""
         with self._lock:
-            self._service(key).sections[name] = value
+            self._service(key).sections.update(values)
 
     def _service(self, key: ServiceKey) -> _Service:
         """The entry of `key`, made on first use (held lock)."""
