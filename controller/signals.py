@@ -2,10 +2,11 @@
 
 Owns building the real `MetricServiceClient` and `MetricsServiceV2Client` (plaintext to
 `CLOUD_RUN_EMULATOR_HOST` when set, Application Default Credentials otherwise), the queries, and turning
-time series into `controller.escalation.Window`s per service. For a project, one `ListTimeSeries` reads
-`run.googleapis.com/request_count` for every service at once (summed by service, location, revision and
-response code class over aligned windows), and one more reads each log-based signal metric (summed by
-service and location): the number of calls grows with the signals, not with the fleet.
+time series into `controller.escalation.Window`s per service (the sums themselves: `controller.series`).
+For a project, one `ListTimeSeries` reads `run.googleapis.com/request_count` for every service at once
+(summed by service, location, revision and response code class over aligned windows), and one more reads
+each log-based signal metric (summed by service and location): the number of calls grows with the
+signals, not with the fleet.
 
 Log-based metrics are checked once through the Logging API; with `manage_log_metrics`, a missing one is
 created with a filter that counts the SQLite error texts, otherwise it is reported missing and not judged.
@@ -31,6 +32,7 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from controller.cloudrun import EMULATOR_HOST_ENV, CallObserver
 from controller.errors import PermanentError, TransientError
 from controller.escalation import Window
+from controller.series import Points, Where, log_counts, request_sums, windows_of
 from desired import DesiredState, ServiceKey, ServiceSpec
 from desired.redaction import redact_text
 
@@ -50,7 +52,6 @@ __all__ = [
 REQUEST_COUNT = "run.googleapis.com/request_count"
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_Slot = tuple[str, str, int]  # (region, service name, window index)
 _MICROSECOND = timedelta(microseconds=1)
 # How each query sums its series: requests by revision and response class, log-based metrics by service.
 REQUEST_GROUP_BY = (
@@ -176,25 +177,13 @@ class SignalReader:
         period = max(e.window for e in escalations)
         count = max(e.consecutive_windows for e in escalations)
         ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
-        # Sums by (region, service name, window index): the project is this one's, and plain strings
-        # hash far faster than a ServiceKey does, which counts for a fleet's thousands of points.
+        # By (region, service name), each a list by window index: the project is this one's, and plain
+        # strings hash far faster than a ServiceKey does, which counts for a fleet's thousands of series.
         wanted = {(spec.key.region, spec.key.name) for spec in specs}
-        requests = self._series(project, REQUEST_COUNT, period, count, end, REQUEST_GROUP_BY)
-        totals: dict[_Slot, list[int]] = defaultdict(lambda: [0, 0])
-        revisions: dict[_Slot, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        for labels, index, value in requests:
-            where = (labels.get("location", ""), labels.get("service_name", ""))
-            if where not in wanted:
-                continue
-            slot = (*where, index)
-            fives = value if labels.get("response_code_class") == "5xx" else 0
-            total = totals[slot]
-            total[0] += value
-            total[1] += fives
-            per = revisions[slot][labels.get("revision_name", "")]
-            per[0] += value
-            per[1] += fives
-        counts: dict[str, dict[_Slot, int]] = {}
+        requests = request_sums(
+            self._series(project, REQUEST_COUNT, period, count, end, REQUEST_GROUP_BY), wanted, count
+        )
+        counts: dict[str, dict[Where, list[int]]] = {}
         missing = []
         for metric in sorted({m for e in escalations for m in _metric_types(e)}):
             kind = (
@@ -206,41 +195,24 @@ class SignalReader:
                 missing.append(metric)
                 continue
             series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
-            per_window: dict[_Slot, int] = defaultdict(int)
-            for labels, index, value in series:
-                per_window[(labels.get("location", ""), labels.get("service_name", ""), index)] += value
-            counts[metric] = per_window
+            counts[metric] = log_counts(series, count)
         found.missing[project] = tuple(missing)
         for spec in specs:
             escalation = spec.escalation
             assert escalation is not None
+            where = (spec.key.region, spec.key.name)
             contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
             storage = counts.get(escalation.storage_errors.metric if escalation.storage_errors else "", {})
-            region, name = spec.key.region, spec.key.name
-            windows = []
-            for index, window_end in enumerate(ends):
-                slot = (region, name, index)
-                summed = totals.get(slot)
-                windows.append(
-                    Window(
-                        end=window_end,
-                        requests=None if summed is None else summed[0],
-                        errors_5xx=0 if summed is None else summed[1],
-                        contention=contention.get(slot, 0),
-                        storage=storage.get(slot, 0),
-                        by_revision=tuple(
-                            (revision, r[0], r[1]) for revision, r in sorted(revisions.get(slot, {}).items())
-                        ),
-                    )
-                )
+            windows = windows_of(ends, requests.get(where), contention.get(where), storage.get(where))
             found.windows[spec.key] = windows[-escalation.consecutive_windows :]
 
     def _series(
         self, project: str, metric: str, period: int, count: int, end: datetime, group_by: Sequence[str]
-    ) -> list[tuple[dict[str, str], int, int]]:
-        """(labels, window index oldest-first, value) for every aligned point of `metric` in the interval."""
+    ) -> list[Points]:
+        """Each series of `metric` with aligned points in the interval: its labels, and its points as
+        (window index oldest-first, value)."""
         request = series_request(project, metric, period, count, end, group_by)
-        points = []
+        found = []
         with self._call("ListTimeSeries"):
             pager = self._metrics.list_time_series(request=request)
             # The raw protobuf pages: proto-plus would wrap every series, point and timestamp on access.
@@ -248,7 +220,7 @@ class SignalReader:
         end_us = (end - _EPOCH) // _MICROSECOND
         for page in pages:
             for series in page.time_series:
-                labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
+                points = []
                 for point in series.points:
                     stamp = point.interval.end_time
                     # In whole microseconds, as a datetime holds a timestamp: the age a datetime gives.
@@ -256,8 +228,10 @@ class SignalReader:
                     index = count - 1 - round(age / period)  # the window whose end is nearest
                     if 0 <= index < count:
                         value = point.value.int64_value or int(point.value.double_value * period)
-                        points.append((labels, index, int(value)))
-        return points
+                        points.append((index, int(value)))
+                if points:
+                    found.append(({**dict(series.resource.labels), **dict(series.metric.labels)}, points))
+        return found
 
     def _log_metric_exists(self, project: str, metric: str, kind: str, found: FleetSignals) -> bool:
         """Whether a log-based metric exists; created when missing and managed. Other metrics are assumed."""
