@@ -410,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
     from controller.endpoints import EndpointServer
     from controller.flap import FlapPolicy
     from controller.metrics import Metrics
-    from controller.runner import Controller, RunSettings
+    from controller.runner import Controller, RunSettings, settle_heap
 
     log = structlog.get_logger("controller.cli")
     metrics = Metrics()
@@ -442,6 +442,7 @@ def _run(args: argparse.Namespace) -> int:
     for finding in checked.findings:
         if finding.severity is not Severity.NOTE:
             print(finding.describe(), file=sys.stderr)
+    settle_heap()
     try:
         server = EndpointServer(controller, args.port, args.host).start()
     except OSError as error:

@@ -24,7 +24,7 @@ from google.cloud import run_v2
 from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
 from google.protobuf import field_mask_pb2
 
-from controller.cloudrun_shape import live_service, observe, updated_service
+from controller.cloudrun_shape import Remembered, live_service, observe, remembered_service, updated_service
 from controller.diff import FieldChange
 from controller.errors import ConflictError, NotFoundError, PermanentError, RolloutError, TransientError
 from controller.model import CLIENT_NAME, LiveService
@@ -148,6 +148,7 @@ class CloudRunServices:
         self._client = client
         self._operation_timeout = operation_timeout
         self._on_call = on_call
+        self._listed: dict[str, Remembered] = {}  # by parent: the services its last full listing read
         # The library's default LRO polling starts near 1 s; a Cloud Run update is usually done sooner.
         self._polling = polling.DEFAULT_POLLING.with_delay(
             initial=0.05, maximum=5.0, multiplier=1.5
@@ -176,19 +177,23 @@ class CloudRunServices:
     def list_services(self, project: str, region: str) -> list[LiveService]:
         """Every service in one project and region: one paged `ListServices`, not a Get per service."""
         found: list[LiveService] = []
+        parent = f"projects/{project}/locations/{region}"
+        before = self._listed.get(parent, {})
+        now: Remembered = {}
         with _translated():
             with self._counted("ListServices"):
-                pager = self._client.list_services(
-                    request={"parent": f"projects/{project}/locations/{region}"}
-                )
+                pager = self._client.list_services(request={"parent": parent})
             pages = iter(pager.pages)  # the first page came with the call above; each next one is a call
             page = next(pages, None)
             while page is not None:
-                found.extend(live_service(service) for service in page.services)
+                # The raw protobufs: proto-plus would wrap each service again on every access.
+                services = run_v2.ListServicesResponse.pb(page).services
+                found.extend(remembered_service(service, before, now) for service in services)
                 if not page.next_page_token:
                     break
                 with self._counted("ListServices"):
                     page = next(pages, None)
+        self._listed[parent] = now  # services gone from the listing are forgotten with it
         return found
 
     def get_service(self, key: ServiceKey) -> LiveService:

@@ -31,7 +31,7 @@ from controller.model import (
 from desired import EnvValue, SecretRef, ServiceKey
 from desired.redaction import redact_text
 
-__all__ = ["live_service", "observe", "updated_service"]
+__all__ = ["Remembered", "live_service", "observe", "remembered_service", "updated_service"]
 
 _FAILED = run_v2.Condition.State.CONDITION_FAILED
 _ENVIRONMENTS = {
@@ -40,13 +40,38 @@ _ENVIRONMENTS = {
 }
 
 
-def live_service(service: run_v2.Service) -> LiveService:
-    return LiveService(observe(service), service)
+def live_service(service: run_v2.Service | Any) -> LiveService:
+    """The observed view and the raw protobuf it was read from (proto-plus `Service` or its protobuf)."""
+    pb = _raw(service)
+    return LiveService(_observe(pb), pb)
 
 
-def observe(service: run_v2.Service) -> ObservedService:
+# What a listing remembers of each service it read: the message's bytes and the view made from them.
+Remembered = dict[str, tuple[bytes, ObservedService]]
+
+
+def remembered_service(pb: Any, before: Remembered, now: Remembered) -> LiveService:
+    """`live_service` for a listed protobuf, translated again only when its message is not byte for byte
+    the one `before` holds under its name (a steady fleet is listed whole every pass, and mostly
+    unchanged); what was read goes into `now`. The view is a pure function of the message, so a kept one
+    is the one translating would give."""
+    data = pb.SerializeToString(deterministic=True)
+    last = before.get(pb.name)
+    observed = last[1] if last is not None and last[0] == data else _observe(pb)
+    now[pb.name] = (data, observed)
+    return LiveService(observed, pb)
+
+
+def _raw(service: run_v2.Service | Any) -> Any:
+    return run_v2.Service.pb(service) if isinstance(service, run_v2.Service) else service
+
+
+def observe(service: run_v2.Service | Any) -> ObservedService:
     """The managed view of a service, with Cloud Run's defaults filled in where it left a field out."""
-    pb = run_v2.Service.pb(service)
+    return _observe(_raw(service))
+
+
+def _observe(pb: Any) -> ObservedService:
     _, project, _, region, _, name = pb.name.split("/")
     template = pb.template
     timeout = (
@@ -116,10 +141,13 @@ def _env_value(env: Any) -> EnvValue:
     return str(env.value)
 
 
-def updated_service(raw: run_v2.Service, changes: Iterable[FieldChange]) -> tuple[run_v2.Service, list[str]]:
+def updated_service(
+    raw: run_v2.Service | Any, changes: Iterable[FieldChange]
+) -> tuple[run_v2.Service, list[str]]:
     """A copy of `raw` with `changes` written in, and the mask paths they touch, in a stable order."""
-    pb = type(run_v2.Service.pb(raw))()
-    pb.CopyFrom(run_v2.Service.pb(raw))
+    read = _raw(raw)
+    pb = type(read)()
+    pb.CopyFrom(read)
     # Re-sending the revision name read back with a changed template is a 409 from Cloud Run.
     pb.template.revision = ""
     pb.client, pb.client_version = CLIENT_NAME, __version__

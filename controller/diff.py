@@ -128,8 +128,14 @@ def diff_service(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldCha
     return tuple(
         f
         for f in owned_fields(spec, observed)
-        if canonical(f, f.old, project) != canonical(f, f.new, project)
+        if not _identical(f.old, f.new) and canonical(f, f.old, project) != canonical(f, f.new, project)
     )
+
+
+def _identical(old: Value, new: Value) -> bool:
+    """Equal values of one type, whose canonical texts are then equal too: the common case, decided
+    without building them. (Across types `True == 1`, yet they mean different things.)"""
+    return type(old) is type(new) and old == new
 
 
 def owned_fields(spec: ServiceSpec, observed: ObservedService) -> tuple[FieldChange, ...]:

@@ -203,7 +203,7 @@ def revision_error_ratio(windows: Sequence[Window], revision: str) -> tuple[floa
 
 
 def is_latched(observed: ObservedService | None) -> bool:
-    return observed is not None and dict(observed.annotations).get(LATCH_ANNOTATION) == LATCH_VALUE
+    return observed is not None and observed.annotation(LATCH_ANNOTATION) == LATCH_VALUE
 
 
 def database_env(spec: ServiceSpec) -> str:
@@ -258,7 +258,7 @@ def escalated_spec(spec: ServiceSpec, decision: Decision | None = None) -> Servi
 
 def deescalated_at(observed: ObservedService | None) -> datetime | None:
     """When `deescalate` last moved the service back, from its annotation."""
-    text = dict(observed.annotations).get(DEESCALATED_ANNOTATION, "") if observed else ""
+    text = (observed.annotation(DEESCALATED_ANNOTATION) or "") if observed else ""
     try:
         return datetime.fromisoformat(text) if text else None
     except ValueError:

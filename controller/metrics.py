@@ -24,6 +24,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # the `_created` ser
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Gauge] = {}
         r = self.registry
         self.passes = Counter(
             f"{_PREFIX}_passes", "Reconcile passes by result (ok, failed, cut)", ["result"], registry=r
@@ -91,6 +92,15 @@ class Metrics:
         self.last_pass = Gauge(
             f"{_PREFIX}_last_pass_timestamp_seconds", "When the last pass ended (Unix time)", registry=r
         )
+
+    def child(self, metric: Gauge, *labels: str) -> Gauge:
+        """`metric.labels(*labels)`, looked up once: a pass sets a few gauges per service, and the
+        library's lookup checks and locks every time. (Nothing here removes a labelled child.)"""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

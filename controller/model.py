@@ -124,6 +124,10 @@ class ObservedService:
     def volume(self, name: str) -> GcsVolume | CloudSqlVolume | OtherVolume | None:
         return next((volume for key, volume in self.volumes if key == name), None)
 
+    def annotation(self, name: str) -> str | None:
+        """The annotation's value (the last one, should a name repeat), without building a dict."""
+        return next((value for key, value in reversed(self.annotations) if key == name), None)
+
     @property
     def latest_share(self) -> int:
         """The percentage of traffic the latest ready revision serves (100 when traffic is not reported)."""

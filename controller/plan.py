@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_IN_SYNC",
     "Plan",
+    "PlanMemo",
     "PlanStatus",
     "ServicePlan",
     "applied_record",
@@ -204,12 +205,47 @@ def plan_fleet(
     observed: Mapping[ServiceKey, ObservedService],
     errors: Mapping[ServiceKey, str] | None = None,
     blocked: Mapping[ServiceKey, str] | None = None,
+    memo: PlanMemo | None = None,
 ) -> Plan:
-    """Plan every declared service, in the order the desired file declares them."""
+    """Plan every declared service, in the order the desired file declares them; with a `memo`, a service
+    planned from the same inputs as last time is not planned again."""
     errors, blocked = errors or {}, blocked or {}
-    return Plan(
-        tuple(
-            plan_service(s, observed.get(s.key), errors.get(s.key, ""), blocked.get(s.key, ""))
-            for s in desired.services
-        )
-    )
+    inputs = [
+        (s, observed.get(s.key), errors.get(s.key, ""), blocked.get(s.key, "")) for s in desired.services
+    ]
+    if memo is not None:
+        return Plan(memo.plans(inputs))
+    return Plan(tuple(plan_service(*args) for args in inputs))
+
+
+_Inputs = tuple[ServiceSpec, ObservedService | None, str, str]  # what `plan_service` is a function of
+
+
+class PlanMemo:
+    """The last plan of each service with what it was computed from, for a loop that plans the same fleet
+    every pass. `plan_service` is a pure function of a frozen spec, a frozen observed view, an error and a
+    block: when the spec and the view are the very objects of last time (the adapter hands back the same
+    view for a service that did not change) and the texts are equal, last time's plan is the answer.
+    Services not planned in a pass are forgotten. One per loop; not for concurrent passes."""
+
+    def __init__(self) -> None:
+        self._last: dict[ServiceKey, tuple[_Inputs, ServicePlan]] = {}
+
+    def plans(self, inputs: list[_Inputs]) -> tuple[ServicePlan, ...]:
+        last: dict[ServiceKey, tuple[_Inputs, ServicePlan]] = self._last
+        now: dict[ServiceKey, tuple[_Inputs, ServicePlan]] = {}
+        plans = []
+        for args in inputs:
+            spec, observed, error, blocked_by = args
+            hit = last.get(spec.key)
+            planned = hit[1] if hit is not None and _same_inputs(hit[0], args) else None
+            if planned is None:
+                planned = plan_service(spec, observed, error, blocked_by)
+            now[spec.key] = (args, planned)
+            plans.append(planned)
+        self._last = now
+        return tuple(plans)
+
+
+def _same_inputs(old: _Inputs, new: _Inputs) -> bool:
+    return old[0] is new[0] and old[1] is new[1] and old[2] == new[2] and old[3] == new[3]

@@ -31,7 +31,15 @@ from controller.escalation import (
     is_latched,
 )
 from controller.model import APPLIED_ANNOTATION, LiveService, ObservedService
-from controller.plan import Plan, PlanStatus, ServicePlan, applied_record, plan_fleet, plan_service
+from controller.plan import (
+    Plan,
+    PlanMemo,
+    PlanStatus,
+    ServicePlan,
+    applied_record,
+    plan_fleet,
+    plan_service,
+)
 from controller.show import format_value
 from desired import DesiredState, OutOfBandPolicy, ServiceKey, ServiceSpec
 
@@ -142,6 +150,7 @@ def reconcile(
     workers: int = 1,
     proceed: Proceed | None = None,
     decisions: Mapping[ServiceKey, Decision] | None = None,
+    memo: PlanMemo | None = None,
 ) -> PassResult:
     """Observe, plan, and (unless `dry_run`) apply every declared service not `blocked` by policy errors.
 
@@ -149,7 +158,8 @@ def reconcile(
     API itself says whether it would accept it; nothing is stored. The long-running loop adds: `held`
     paths (the flap guard's) are never written; `deferred` services (backing off) are planned and not
     written; up to `workers` services are written at once; once `proceed()` is false (a pass timeout, a
-    shutdown) no further service is started, and those not started say so.
+    shutdown) no further service is started, and those not started say so; a `memo` (one per loop) saves
+    planning again a service whose inputs did not change.
 
     `decisions` are the escalation verdicts on the services' signals: a service whose verdict is Escalate
     is planned as escalated to Cloud SQL (and written so, in one update, unless `dry_run`); a service that
@@ -157,14 +167,22 @@ def reconcile(
     kinds: dict[ServiceKey, str] = {}
     live, errors = observe_fleet(desired, gateway, kinds)
     desired, escalating = _effective(desired, live, decisions or {})
-    plan = plan_fleet(desired, {key: service.observed for key, service in live.items()}, errors, blocked)
+    observed = {key: service.observed for key, service in live.items()}
+    plan = plan_fleet(desired, observed, errors, blocked, memo)
     plan = Plan(
         tuple(_with_signal_note(p, (decisions or {}).get(p.key), p.key in escalating) for p in plan.services)
     )
     held, deferred = held or {}, deferred or {}
 
+    def bound(spec: ServiceSpec) -> structlog.BoundLogger:
+        """The service's logger, bound only for a service that logs (most of a steady fleet does not)."""
+        log: structlog.BoundLogger = _log.bind(
+            service=spec.name, project=spec.key.project, region=spec.key.region
+        )
+        return log
+
     def one(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
-        log = _log.bind(service=spec.name, project=spec.key.project, region=spec.key.region)
+        log = bound(spec) if service_plan.changes else _log
         for change in service_plan.changes:
             log.info(
                 "drift_detected",
@@ -200,16 +218,21 @@ def reconcile(
         return _escalation_outcome(spec, service_plan, outcome, escalating[spec.key], dry_run, log)
 
     pairs = list(zip(desired.services, plan.services, strict=True))
-    if workers <= 1 or len(pairs) <= 1:
+    # Only a drifted service can make a call; the rest are decided here, without a thread's round trip.
+    writing = [index for index, (_, p) in enumerate(pairs) if p.status is PlanStatus.DRIFTED]
+    if workers <= 1 or len(writing) <= 1:
         outcomes = [each(spec, service_plan) for spec, service_plan in pairs]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
             # each task runs in a copy of this context, so the pass's bound log fields follow it
-            futures = [
-                pool.submit(contextvars.copy_context().run, each, spec, service_plan)
-                for spec, service_plan in pairs
+            futures = {
+                index: pool.submit(contextvars.copy_context().run, each, pairs[index][0], pairs[index][1])
+                for index in writing
+            }
+            outcomes = [
+                futures[index].result() if index in futures else each(spec, service_plan)
+                for index, (spec, service_plan) in enumerate(pairs)
             ]
-            outcomes = [future.result() for future in futures]
     return PassResult(plan, tuple(outcomes))
 
 

@@ -13,6 +13,7 @@ goes on being served until a valid file replaces it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import json
@@ -42,7 +43,7 @@ from controller.escalation import (
 )
 from controller.flap import FlapGuard, FlapPolicy, Hold
 from controller.metrics import Metrics
-from controller.plan import PlanStatus, ServicePlan
+from controller.plan import PlanMemo, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome, ServicesGateway, reconcile
 from controller.schedule import Backoff, BackoffPolicy, jittered
 from controller.show import format_value
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from controller.model import ObservedService
     from controller.signals import FleetSignals, SignalReader
 
-__all__ = ["Controller", "RunSettings", "read_decisions"]
+__all__ = ["Controller", "RunSettings", "read_decisions", "settle_heap"]
 
 _log = structlog.get_logger(__name__)
 
@@ -80,6 +81,16 @@ class RunSettings:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     flap: FlapPolicy = field(default_factory=FlapPolicy)
     signal_delay: float = 120.0  # signal windows end this long ago: Monitoring ingests late
+
+
+def settle_heap() -> None:
+    """Take what is alive at start (the modules, the clients, the desired state just loaded) out of the
+    garbage collector's sight, once, before the loop starts: each full collection would otherwise walk
+    those hundred thousand or more objects again, at a cost that grows with the fleet, while they live as
+    long as the process does. Cycles already garbage are collected first; objects frozen here and freed
+    later go by reference counting, as nearly all do."""
+    gc.collect()
+    gc.freeze()
 
 
 def read_decisions(
@@ -122,6 +133,7 @@ class Controller:
         self._created: dict[ServiceKey, str] = {}  # the revision this controller last created, per service
         self._fleet: FleetSignals | None = None
         self._said: dict[str, str] = {}  # signal problems logged, so each is logged once while it lasts
+        self._plans = PlanMemo()
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.status = StatusBoard()
@@ -348,6 +360,7 @@ class Controller:
                     workers=self.settings.workers,
                     proceed=proceed,
                     decisions=decisions,
+                    memo=self._plans,
                 )
             except Exception as error:  # a bug in a pass must not end the loop: report it, try next time
                 _log.exception("pass_crashed", error=f"{type(error).__name__}: {error}")
@@ -426,12 +439,13 @@ class Controller:
         self, checked: CheckedDesired, result: PassResult, decisions: dict[ServiceKey, Decision]
     ) -> None:
         now, wall = self.clock.monotonic(), self.clock.now()
+        at = wall.isoformat()  # once: every service's last plan and outcome carry it
         specs = {spec.key: spec for spec in checked.state.services}
         for service_plan, outcome in zip(result.plan.services, result.outcomes, strict=True):
             spec = specs[service_plan.key]
             self._account(spec, service_plan, outcome, now)
             self._flap_watch(spec, service_plan, outcome, now)
-            self._report(spec, service_plan, outcome, wall)
+            self._report(spec, service_plan, outcome, wall, at)
             if spec.escalation is not None:
                 self._escalation_report(spec, service_plan, outcome, decisions.get(spec.key), wall)
             elif is_latched(service_plan.observed):
@@ -442,7 +456,7 @@ class Controller:
         name = spec.name
         for change in plan.changes:
             self.metrics.drift.labels(name, change.path).inc()
-        self.metrics.in_sync.labels(name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
+        self.metrics.child(self.metrics.in_sync, name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
             self.metrics.applies.labels(name, outcome.result.value).inc()
         if self.dry_run and plan.status is PlanStatus.DRIFTED:
@@ -491,9 +505,11 @@ class Controller:
                     writer=engaged.writer,
                     reverts=engaged.reverts,
                 )
-        self.metrics.held_fields.labels(spec.name).set(len(self._flap.held(spec.key)))
+        self.metrics.child(self.metrics.held_fields, spec.name).set(len(self._flap.held(spec.key)))
 
-    def _report(self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, wall: Any) -> None:
+    def _report(
+        self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, wall: Any, at: str
+    ) -> None:
         key, observed = spec.key, plan.observed
         generation = observed.generation if observed else 0
         board = self.status
@@ -538,10 +554,10 @@ class Controller:
             condition("Conflict", True, "OutOfBand", "; ".join(plan.notes[:1]))
         else:
             condition("Conflict", False, "None", "no field is contested")
-        board.section(
+        backoff = self._backoff.get(key)
+        board.sections(
             key,
-            "lastPlan",
-            {
+            lastPlan={
                 "status": plan.status.value,
                 "message": plan.message,
                 "changes": [
@@ -554,25 +570,16 @@ class Controller:
                     for c in plan.changes
                 ],
                 "notes": list(plan.notes),
-                "at": wall.isoformat(),
+                "at": at,
             },
-        )
-        board.section(
-            key,
-            "lastOutcome",
-            {
+            lastOutcome={
                 "result": outcome.result.value,
                 "message": outcome.message,
                 "revision": outcome.revision,
                 "errorKind": outcome.error_kind,
-                "at": wall.isoformat(),
+                "at": at,
             },
-        )
-        backoff = self._backoff.get(key)
-        board.section(
-            key,
-            "backoff",
-            None
+            backoff=None
             if backoff is None
             else {
                 "failures": backoff.failures,
@@ -580,8 +587,8 @@ class Controller:
                 "retryInSeconds": round(max(0.0, backoff.retry_at - self.clock.monotonic()), 3),
                 "reason": backoff.reason,
             },
+            flapGuard=[_hold_json(h) for h in holds.values()],
         )
-        board.section(key, "flapGuard", [_hold_json(h) for h in holds.values()])
 
     def _escalation_report(
         self,
@@ -612,7 +619,7 @@ class Controller:
         evidence: Any = None
         if latched and observed is not None:
             try:
-                evidence = json.loads(dict(observed.annotations).get(EVIDENCE_ANNOTATION, "null"))
+                evidence = json.loads(observed.annotation(EVIDENCE_ANNOTATION) or "null")
             except ValueError:
                 evidence = None
         if outcome.escalation == "failed" or failure:
@@ -640,7 +647,7 @@ class Controller:
             state, value = "SQLite", 0
             verdict = decision.verdict.value if decision else "NotRead"
             condition("Escalated", False, verdict, decision.reason if decision else "signals not read")
-        self.metrics.escalation.labels(name).set(value)
+        self.metrics.child(self.metrics.escalation, name).set(value)
         no_data = decision is not None and decision.verdict is Verdict.NO_DATA
         condition(
             "NoData",
@@ -651,20 +658,19 @@ class Controller:
         windows = [judged.window for judged in decision.windows] if decision else []
         ratio = error_ratio(windows)
         if ratio is not None:
-            self.metrics.error_ratio.labels(name).set(ratio)
+            self.metrics.child(self.metrics.error_ratio, name).set(ratio)
         self._degraded(spec, windows, ratio, condition)
-        board.section(
+        board.sections(
             key,
-            "signals",
-            None
+            signals=None
             if decision is None
             else {
                 "errorRatio": ratio,
                 **decision.evidence(),
                 "missingMetrics": list((self._fleet.missing if self._fleet else {}).get(key.project, ())),
             },
+            escalation={"state": state, "evidence": evidence},
         )
-        board.section(key, "escalation", {"state": state, "evidence": evidence})
 
     def _latched_undeclared(self, spec: ServiceSpec, plan: ServicePlan, wall: datetime) -> None:
         """A service on Cloud SQL whose `escalation:` is gone from the file: it stays there, and says so."""
@@ -677,7 +683,7 @@ class Controller:
             spec.key, "Escalated", True, "LatchedUndeclared", message, generation=generation, now=wall
         )
         self.metrics.escalation.labels(spec.name).set(1)
-        self.status.section(spec.key, "escalation", {"state": "Escalated", "evidence": None})
+        self.status.sections(spec.key, escalation={"state": "Escalated", "evidence": None})
 
     def _degraded(
         self,

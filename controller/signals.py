@@ -2,10 +2,11 @@
 
 Owns building the real `MetricServiceClient` and `MetricsServiceV2Client` (plaintext to
 `CLOUD_RUN_EMULATOR_HOST` when set, Application Default Credentials otherwise), the queries, and turning
-time series into `controller.escalation.Window`s per service. For a project, one `ListTimeSeries` reads
-`run.googleapis.com/request_count` for every service at once (summed by service, location, revision and
-response code class over aligned windows), and one more reads each log-based signal metric (summed by
-service and location): the number of calls grows with the signals, not with the fleet.
+time series into `controller.escalation.Window`s per service (the sums themselves: `controller.series`).
+For a project, one `ListTimeSeries` reads `run.googleapis.com/request_count` for every service at once
+(summed by service, location, revision and response code class over aligned windows), and one more reads
+each log-based signal metric (summed by service and location): the number of calls grows with the
+signals, not with the fleet.
 
 Log-based metrics are checked once through the Logging API; with `manage_log_metrics`, a missing one is
 created with a filter that counts the SQLite error texts, otherwise it is reported missing and not judged.
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -31,21 +32,35 @@ from google.cloud.monitoring_v3.services.metric_service.transports import Metric
 from controller.cloudrun import EMULATOR_HOST_ENV, CallObserver
 from controller.errors import PermanentError, TransientError
 from controller.escalation import Window
+from controller.series import Points, Where, log_counts, request_sums, windows_of
 from desired import DesiredState, ServiceKey, ServiceSpec
 from desired.redaction import redact_text
 
 __all__ = [
     "CONTENTION_TEXTS",
+    "LOG_METRIC_GROUP_BY",
     "REQUEST_COUNT",
+    "REQUEST_GROUP_BY",
     "STORAGE_TEXTS",
     "FleetSignals",
     "SignalReader",
     "log_metric_filter",
+    "series_request",
     "signal_clients",
 ]
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# How each query sums its series: requests by revision and response class, log-based metrics by service.
+REQUEST_GROUP_BY = (
+    "resource.labels.service_name",
+    "resource.labels.location",
+    "resource.labels.revision_name",
+    "metric.labels.response_code_class",
+)
+LOG_METRIC_GROUP_BY = ("resource.labels.service_name", "resource.labels.location")
 CONTENTION_TEXTS = ("database is locked", "database table is locked")
 STORAGE_TEXTS = ("disk I/O error", "database disk image is malformed", "OutOfOrderError")
 
@@ -71,6 +86,25 @@ def signal_clients(
             ),
         )
     return monitoring_v3.MetricServiceClient(), MetricsServiceV2Client()
+
+
+def series_request(
+    project: str, metric: str, period: int, count: int, end: datetime, group_by: Sequence[str]
+) -> monitoring_v3.ListTimeSeriesRequest:
+    """The one query of `metric` for a whole project: `count` aligned windows of `period` s up to `end`,
+    summed by `group_by`."""
+    return monitoring_v3.ListTimeSeriesRequest(
+        name=f"projects/{project}",
+        filter=f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"',
+        interval=monitoring_v3.TimeInterval(start_time=end - timedelta(seconds=period * count), end_time=end),
+        aggregation=monitoring_v3.Aggregation(
+            alignment_period={"seconds": period},
+            per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+            cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+            group_by_fields=list(group_by),
+        ),
+        view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    )
 
 
 @dataclass
@@ -143,37 +177,13 @@ class SignalReader:
         period = max(e.window for e in escalations)
         count = max(e.consecutive_windows for e in escalations)
         ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
-        wanted = {spec.key for spec in specs}
-        requests = self._series(
-            project,
-            REQUEST_COUNT,
-            period,
-            count,
-            end,
-            [
-                "resource.labels.service_name",
-                "resource.labels.location",
-                "resource.labels.revision_name",
-                "metric.labels.response_code_class",
-            ],
+        # By (region, service name), each a list by window index: the project is this one's, and plain
+        # strings hash far faster than a ServiceKey does, which counts for a fleet's thousands of series.
+        wanted = {(spec.key.region, spec.key.name) for spec in specs}
+        requests = request_sums(
+            self._series(project, REQUEST_COUNT, period, count, end, REQUEST_GROUP_BY), wanted, count
         )
-        totals: dict[tuple[ServiceKey, int], list[int]] = defaultdict(lambda: [0, 0])
-        revisions: dict[tuple[ServiceKey, int], dict[str, list[int]]] = defaultdict(
-            lambda: defaultdict(lambda: [0, 0])
-        )
-        for labels, index, value in requests:
-            key = ServiceKey(
-                project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
-            )
-            if key not in wanted:
-                continue
-            is_5xx = labels.get("response_code_class") == "5xx"
-            totals[(key, index)][0] += value
-            totals[(key, index)][1] += value if is_5xx else 0
-            per = revisions[(key, index)][labels.get("revision_name", "")]
-            per[0] += value
-            per[1] += value if is_5xx else 0
-        counts: dict[str, dict[tuple[ServiceKey, int], int]] = {}
+        counts: dict[str, dict[Where, list[int]]] = {}
         missing = []
         for metric in sorted({m for e in escalations for m in _metric_types(e)}):
             kind = (
@@ -184,79 +194,44 @@ class SignalReader:
             if not self._log_metric_exists(project, metric, kind, found):
                 missing.append(metric)
                 continue
-            series = self._series(
-                project,
-                metric,
-                period,
-                count,
-                end,
-                ["resource.labels.service_name", "resource.labels.location"],
-            )
-            per_window: dict[tuple[ServiceKey, int], int] = defaultdict(int)
-            for labels, index, value in series:
-                key = ServiceKey(
-                    project=project, region=labels.get("location", ""), name=labels.get("service_name", "")
-                )
-                per_window[(key, index)] += value
-            counts[metric] = per_window
+            series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
+            counts[metric] = log_counts(series, count)
         found.missing[project] = tuple(missing)
         for spec in specs:
             escalation = spec.escalation
             assert escalation is not None
-            windows = []
-            for index, window_end in enumerate(ends):
-                slot = (spec.key, index)
-                total = totals.get(slot)
-                contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
-                storage = counts.get(
-                    escalation.storage_errors.metric if escalation.storage_errors else "", {}
-                )
-                windows.append(
-                    Window(
-                        end=window_end,
-                        requests=None if total is None else total[0],
-                        errors_5xx=0 if total is None else total[1],
-                        contention=contention.get(slot, 0),
-                        storage=storage.get(slot, 0),
-                        by_revision=tuple(
-                            (name, r[0], r[1]) for name, r in sorted(revisions.get(slot, {}).items())
-                        ),
-                    )
-                )
+            where = (spec.key.region, spec.key.name)
+            contention = counts.get(escalation.contention.metric if escalation.contention else "", {})
+            storage = counts.get(escalation.storage_errors.metric if escalation.storage_errors else "", {})
+            windows = windows_of(ends, requests.get(where), contention.get(where), storage.get(where))
             found.windows[spec.key] = windows[-escalation.consecutive_windows :]
 
     def _series(
-        self, project: str, metric: str, period: int, count: int, end: datetime, group_by: list[str]
-    ) -> list[tuple[dict[str, str], int, int]]:
-        """(labels, window index oldest-first, value) for every aligned point of `metric` in the interval."""
-        request = monitoring_v3.ListTimeSeriesRequest(
-            name=f"projects/{project}",
-            filter=f'metric.type = "{metric}" AND resource.type = "cloud_run_revision"',
-            interval=monitoring_v3.TimeInterval(
-                start_time=end - timedelta(seconds=period * count), end_time=end
-            ),
-            aggregation=monitoring_v3.Aggregation(
-                alignment_period={"seconds": period},
-                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
-                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
-                group_by_fields=group_by,
-            ),
-            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
-        )
-        points = []
+        self, project: str, metric: str, period: int, count: int, end: datetime, group_by: Sequence[str]
+    ) -> list[Points]:
+        """Each series of `metric` with aligned points in the interval: its labels, and its points as
+        (window index oldest-first, value)."""
+        request = series_request(project, metric, period, count, end, group_by)
+        found = []
         with self._call("ListTimeSeries"):
             pager = self._metrics.list_time_series(request=request)
-            series_list = list(pager)
-        for series in series_list:
-            labels = {**dict(series.resource.labels), **dict(series.metric.labels)}
-            for point in series.points:
-                point_end = point.interval.end_time
-                age = (end - point_end).total_seconds()
-                index = count - 1 - round(age / period)  # the window whose end is nearest
-                if 0 <= index < count:
-                    value = point.value.int64_value or int(point.value.double_value * period)
-                    points.append((labels, index, int(value)))
-        return points
+            # The raw protobuf pages: proto-plus would wrap every series, point and timestamp on access.
+            pages = [monitoring_v3.ListTimeSeriesResponse.pb(page) for page in pager.pages]
+        end_us = (end - _EPOCH) // _MICROSECOND
+        for page in pages:
+            for series in page.time_series:
+                points = []
+                for point in series.points:
+                    stamp = point.interval.end_time
+                    # In whole microseconds, as a datetime holds a timestamp: the age a datetime gives.
+                    age = (end_us - (stamp.seconds * 1_000_000 + stamp.nanos // 1000)) / 1_000_000
+                    index = count - 1 - round(age / period)  # the window whose end is nearest
+                    if 0 <= index < count:
+                        value = point.value.int64_value or int(point.value.double_value * period)
+                        points.append((index, int(value)))
+                if points:
+                    found.append(({**dict(series.resource.labels), **dict(series.metric.labels)}, points))
+        return found
 
     def _log_metric_exists(self, project: str, metric: str, kind: str, found: FleetSignals) -> bool:
         """Whether a log-based metric exists; created when missing and managed. Other metrics are assumed."""
@@ -281,14 +256,6 @@ class SignalReader:
             found.created.append(f"projects/{project}/metrics/{name}")
         self._known.add((project, name))
         return True
-
-
-def _key(project: str, labels: dict[str, str]) -> ServiceKey:
-    return ServiceKey(project=project, region=labels.get("location", ""), name=labels.get("service_name", ""))
-
-
-def _metric(signal: object) -> str:
-    return str(getattr(signal, "metric", "")) if signal is not None else ""
 
 
 def _metric_types(escalation: object) -> Iterator[str]:

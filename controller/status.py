@@ -66,16 +66,31 @@ class StatusBoard:
         """Set a condition; its transition time moves only when its status does. True when it moved."""
         text = "Unknown" if status is None else str(status)
         with self._lock:
-            service = self._services.setdefault(key, _Service())
+            service = self._service(key)
             old = service.conditions.get(type_)
+            if old is not None and (old.status, old.reason, old.message, old.observed_generation) == (
+                text,
+                reason,
+                message,
+                generation,
+            ):
+                return False  # as it was: nothing to record, and nothing to allocate for a steady fleet
             moved = old is None or old.status != text
             since = now.isoformat() if moved or old is None else old.last_transition_time
             service.conditions[type_] = Condition(type_, text, reason, message, since, generation)
             return moved
 
-    def section(self, key: ServiceKey, name: str, value: Any) -> None:
+    def sections(self, key: ServiceKey, **values: Any) -> None:
+        """Set several sections of one service at once, in the order given."""
         with self._lock:
-            self._services.setdefault(key, _Service()).sections[name] = value
+            self._service(key).sections.update(values)
+
+    def _service(self, key: ServiceKey) -> _Service:
+        """The entry of `key`, made on first use (held lock)."""
+        service = self._services.get(key)
+        if service is None:
+            service = self._services[key] = _Service()
+        return service
 
     def get_condition(self, key: ServiceKey, type_: str) -> Condition | None:
         with self._lock:

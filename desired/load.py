@@ -52,14 +52,15 @@ class CheckedDesired:
 
     def blocking(self) -> dict[ServiceKey, tuple[Finding, ...]]:
         """Unacknowledged errors by service: `apply` writes none of these services."""
-        blocked: dict[ServiceKey, tuple[Finding, ...]] = {}
-        for index, spec in enumerate(self.state.services):
-            errors = tuple(
-                f for f in self.findings if f.service_index == index and f.severity is Severity.ERROR
-            )
-            if errors:
-                blocked[spec.key] = errors
-        return blocked
+        by_index: dict[int, list[Finding]] = {}  # one walk over the findings, not one per service
+        for finding in self.findings:
+            if finding.service_index is not None and finding.severity is Severity.ERROR:
+                by_index.setdefault(finding.service_index, []).append(finding)
+        return {
+            spec.key: tuple(by_index[index])
+            for index, spec in enumerate(self.state.services)
+            if index in by_index
+        }
 
 
 def _read(path: str | FsPath) -> str:

@@ -18,7 +18,7 @@ ADAPTERS = {
     "controller/signals.py",
 }  # demo only starts the emulator in-process
 # The pure core: no I/O, no clock, no threads, no adapters.
-PURE = {"diff.py", "plan.py", "escalation.py", "schedule.py", "flap.py", "model.py", "show.py"}
+PURE = {"diff.py", "plan.py", "escalation.py", "schedule.py", "flap.py", "model.py", "show.py", "series.py"}
 IMPURE_IMPORTS = {"os", "time", "threading", "socket", "subprocess", "random", "urllib", "http"}
 
 

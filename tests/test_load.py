@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from desired import DesiredStateError, ScalingLevel, SecretRef, load_desired, load_desired_text
+from desired.yamlpos import parse_yaml
 from tests.conftest import ROOT
 
 CASES = yaml.safe_load((Path(__file__).parent / "fixtures" / "invalid-desired.yaml").read_text())
@@ -171,3 +172,16 @@ services:
     assert len(raised.value.findings) >= 4, shown
     assert "hunter2" not in shown
     assert "***" in shown, "the value is still named, with its password masked"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x {k: {deep: [1, {e: 2}]}}\nb: *x\nc: [*x, *x]\n",
+        "a: &s [x, {y: &m {z: [1, 2]}}]\nb: {<<: *m, w: *s}\nc: *m\n",
+        "base: &b {p: {q: [r]}, t: 1}\nlist:\n  - <<: *b\n    t: 2\n  - <<: [*b]\n    u: *b\n",
+    ],
+)
+def test_a_node_reached_twice_through_aliases_reads_whole_both_times(text: str) -> None:
+    """The positioned reader releases the node tree as it builds; what aliases share is kept for them."""
+    assert parse_yaml(text).value == yaml.safe_load(text)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from controller.cloudrun import CloudRunServices, services_client
 from controller.diff import select_container
-from controller.plan import PlanStatus
+from controller.plan import PlanMemo, PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import DesiredState, ScalingLevel, ServiceSpec
 from emulator import Emulator, service_from_dict
@@ -203,8 +203,9 @@ def test_apply_converges_deterministically_and_touches_only_owned_fields(
     )
     before = client.get_service(name=full_name)
 
+    memo = PlanMemo()  # as the loop plans: a service whose inputs did not change is not planned again
     first, again = (reconcile(desired, gateway, dry_run=True).plan for _ in range(2))
-    assert first == again  # determinism
+    assert first == again == reconcile(desired, gateway, dry_run=True, memo=memo).plan  # determinism
     if first.services[0].status is PlanStatus.ERROR:  # e.g. the declared volume name is an emptyDir's
         writes = server.store.calls["UpdateService"]
         assert reconcile(desired, gateway, dry_run=False).outcomes[0].result is ApplyResult.SKIPPED
@@ -216,6 +217,7 @@ def test_apply_converges_deterministically_and_touches_only_owned_fields(
     assert outcome.result in (ApplyResult.APPLIED, ApplyResult.UNCHANGED), outcome.message
     after_plan = reconcile(desired, gateway, dry_run=True).plan
     assert after_plan.services[0].status is PlanStatus.IN_SYNC, after_plan.services[0].changes  # convergence
+    assert reconcile(desired, gateway, dry_run=True, memo=memo).plan == after_plan  # the memo saw the write
 
     after = client.get_service(name=full_name)
     spec = desired.services[0]

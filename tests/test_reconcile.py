@@ -8,10 +8,10 @@ import grpc
 from google.cloud import run_v2
 from google.protobuf import field_mask_pb2
 
-from controller.cloudrun import CLIENT_NAME, CloudRunServices
+from controller.cloudrun import CLIENT_NAME, CloudRunServices, observe
 from controller.diff import FieldChange
 from controller.model import LiveService
-from controller.plan import PlanStatus
+from controller.plan import PlanMemo, PlanStatus
 from controller.reconcile import ApplyResult, reconcile
 from desired import DesiredState, load_desired, load_desired_text
 from emulator import Emulator, service_from_dict
@@ -447,3 +447,23 @@ def test_the_plan_says_what_report_and_stop_will_do(reference: Emulator, gateway
     )  # writes; keeps alice's timeout
     after = reconcile(_with_policy("report", max_instances=5), gateway, dry_run=True).plan.services[0]
     assert "by someone else, before this controller's last write" in after.notes[0]
+
+
+def test_a_steady_service_is_not_translated_or_planned_again_and_a_changed_one_is(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    """The listing hands back the very view it made last time for a service whose message is unchanged,
+    and the plan memo the very plan; an out-of-band edit gives a fresh view, a fresh plan, and the drift."""
+    memo = PlanMemo()
+    desired = root_desired()
+    reconcile(desired, gateway, dry_run=False)
+    first, again = (reconcile(desired, gateway, dry_run=True, memo=memo).plan.services[0] for _ in range(2))
+    assert again is first and again.status is PlanStatus.IN_SYNC
+    assert first == reconcile(desired, gateway, dry_run=True).plan.services[0]  # as without the memo
+
+    _person_sets_timeout(reference, 300)
+    drifted = reconcile(desired, gateway, dry_run=True, memo=memo).plan.services[0]
+    assert drifted.observed is not first.observed
+    assert drifted.observed == observe(reference.store.get(REFERENCE))
+    assert [change.path for change in drifted.changes] == ["template.timeout"]
+    assert drifted == reconcile(desired, gateway, dry_run=True).plan.services[0]
