@@ -14,15 +14,18 @@ created with a filter that counts the SQLite error texts, otherwise it is report
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
+from google.api_core import retry
 from google.cloud import monitoring_v3
 from google.cloud.logging_v2.services.metrics_service_v2 import MetricsServiceV2Client
 from google.cloud.logging_v2.services.metrics_service_v2.transports import MetricsServiceV2GrpcTransport
@@ -50,6 +53,22 @@ __all__ = [
 ]
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
+# A pass must not wait out the library's default of a minute or more per call on a Monitoring outage:
+# a few quick retries of a transient code, then the project's signals are unreadable for this pass.
+RETRY_BUDGET = 10.0
+_TIMEOUT = 20.0
+
+
+def _retry(budget: float) -> retry.Retry:
+    return retry.Retry(
+        predicate=retry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+        initial=min(0.2, budget / 4),
+        maximum=2.0,
+        multiplier=2.0,
+        timeout=budget,
+    )
+
+
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -127,8 +146,10 @@ class SignalReader:
         *,
         manage_log_metrics: bool = False,
         on_call: CallObserver | None = None,
+        retry_budget: float = RETRY_BUDGET,
     ) -> None:
         self._metrics = metrics
+        self._retry = _retry(retry_budget)  # seconds one call may spend retrying a transient code
         self._log_metrics = log_metrics
         self._manage = manage_log_metrics
         self._on_call = on_call
@@ -155,17 +176,23 @@ class SignalReader:
         """The windows ending at `end` (which should lie a few minutes in the past: Monitoring ingests late)
         of every service with an `escalation`."""
         found = FleetSignals()
-        by_project: dict[str, list[ServiceSpec]] = defaultdict(list)
+        # One read per project and window length: services judged on 60 s windows are read on 60 s
+        # windows, whatever others in their project declare. The calls grow with the distinct lengths.
+        groups: dict[tuple[str, int], list[ServiceSpec]] = defaultdict(list)
         for spec in desired.services:
             if spec.escalation is not None:
-                by_project[spec.key.project].append(spec)
-        for project, specs in by_project.items():
+                groups[(spec.key.project, spec.escalation.window)].append(spec)
+        for (project, _), specs in groups.items():
+            if project in found.errors:
+                continue
             try:
                 self._read_project(project, specs, end, found)
             except gexc.GoogleAPICallError as error:
                 found.errors[project] = redact_text(
                     f"{error.grpc_status_code or error.code}: {error.message}"
                 )
+            except gexc.GoogleAPIError as error:  # RetryError: a transient code outlived the retry budget
+                found.errors[project] = redact_text(f"{type(error).__name__}: {error}")
             except (TransientError, PermanentError) as error:
                 found.errors[project] = str(error)
         return found
@@ -174,7 +201,7 @@ class SignalReader:
         self, project: str, specs: list[ServiceSpec], end: datetime, found: FleetSignals
     ) -> None:
         escalations = [spec.escalation for spec in specs if spec.escalation is not None]
-        period = max(e.window for e in escalations)
+        period = escalations[0].window  # one length per group
         count = max(e.consecutive_windows for e in escalations)
         ends = [end - timedelta(seconds=period * k) for k in range(count - 1, -1, -1)]  # oldest first
         # By (region, service name), each a list by window index: the project is this one's, and plain
@@ -196,7 +223,7 @@ class SignalReader:
                 continue
             series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
             counts[metric] = log_counts(series, count)
-        found.missing[project] = tuple(missing)
+        found.missing[project] = tuple(sorted({*found.missing.get(project, ()), *missing}))
         for spec in specs:
             escalation = spec.escalation
             assert escalation is not None
@@ -214,7 +241,7 @@ class SignalReader:
         request = series_request(project, metric, period, count, end, group_by)
         found = []
         with self._call("ListTimeSeries"):
-            pager = self._metrics.list_time_series(request=request)
+            pager = self._metrics.list_time_series(request=request, retry=self._retry, timeout=_TIMEOUT)
             # The raw protobuf pages: proto-plus would wrap every series, point and timestamp on access.
             pages = [monitoring_v3.ListTimeSeriesResponse.pb(page) for page in pager.pages]
         end_us = (end - _EPOCH) // _MICROSECOND
@@ -227,8 +254,9 @@ class SignalReader:
                     age = (end_us - (stamp.seconds * 1_000_000 + stamp.nanos // 1000)) / 1_000_000
                     index = count - 1 - round(age / period)  # the window whose end is nearest
                     if 0 <= index < count:
-                        value = point.value.int64_value or int(point.value.double_value * period)
-                        points.append((index, int(value)))
+                        value = _count(point.value)
+                        if value is not None:
+                            points.append((index, value))
                 if points:
                     found.append(({**dict(series.resource.labels), **dict(series.metric.labels)}, points))
         return found
@@ -242,7 +270,9 @@ class SignalReader:
             return True
         try:
             with self._call("GetLogMetric"):
-                self._log_metrics.get_log_metric(metric_name=f"projects/{project}/metrics/{name}")
+                self._log_metrics.get_log_metric(
+                    metric_name=f"projects/{project}/metrics/{name}", retry=self._retry, timeout=_TIMEOUT
+                )
         except gexc.NotFound:
             if not self._manage:
                 return False
@@ -256,6 +286,19 @@ class SignalReader:
             found.created.append(f"projects/{project}/metrics/{name}")
         self._known.add((project, name))
         return True
+
+
+def _count(value: Any) -> int | None:
+    """A point's count: an ALIGN_DELTA point is a count in its window, INT64 or DOUBLE alike. A value
+    that is no count (negative, NaN, infinite, a distribution) is left out, not judged."""
+    kind = value.WhichOneof("value")
+    if kind == "int64_value":
+        number: float = value.int64_value
+    elif kind == "double_value":
+        number = value.double_value
+    else:
+        return None
+    return round(number) if math.isfinite(number) and number >= 0 else None
 
 
 def _metric_types(escalation: object) -> Iterator[str]:

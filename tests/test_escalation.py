@@ -184,7 +184,9 @@ class Story:
 
     def start(self) -> Controller:
         """A new controller process, as after a restart: nothing remembered but what the service holds."""
-        reader = SignalReader(*signal_clients(self.emulator.address), manage_log_metrics=self.manage)
+        reader = SignalReader(
+            *signal_clients(self.emulator.address), manage_log_metrics=self.manage, retry_budget=0.3
+        )
         controller = Controller(
             RunSettings(file=str(self.path), workers=1, signal_delay=0, **self.settings),
             self.gateway,
@@ -647,3 +649,67 @@ def test_signals_that_cannot_be_read_are_counted_logged_once_and_healing_goes_on
     assert story.condition("NoData")["status"] == "True"
     text = story.controller.metrics.render().decode()
     assert 'cloudrun_reconciler_errors_total{kind="signals"} 2.0' in text
+
+
+@pytest.mark.parametrize("method", ["ListTimeSeries", "GetLogMetric"])
+def test_a_monitoring_outage_leaves_signals_unread_and_drift_healed(story: Story, method: str) -> None:
+    """UNAVAILABLE on every call outlives the client's retries (a RetryError, not an API error)."""
+    story.emulator.store.faults.fail_next(method, 1000, grpc.StatusCode.UNAVAILABLE)
+    story.minute(100, storage=5)
+    assert story.controller.passes == 1 and story.controller.last_result is not None
+    assert story.service().template.timeout.seconds == 3600, "drift is healed without signals"
+    no_data = story.condition("NoData")
+    assert no_data["status"] == "True" and "cannot read signals" in no_data["message"]
+
+
+def test_services_with_other_window_lengths_in_one_project_are_each_read_on_their_own(
+    reference: Emulator,
+) -> None:
+    from desired import load_desired_text
+
+    text = DESIRED.replace("window: 60s", "window: 300s").replace("name: cagent-api", "name: slow-api")
+    slow = load_desired_text(text).services[0]
+    fast = load_desired_text(DESIRED).services[0]
+    state = load_desired_text(DESIRED).model_copy(update={"services": [fast, slow]})
+    for minute in range(15):
+        for name in ("cagent-api", "slow-api"):
+            reference.metrics.add_point(
+                REQUEST_COUNT,
+                100,
+                START + timedelta(minutes=minute, seconds=30),
+                resource_labels={
+                    "project_id": "demo-project",
+                    "location": "us-central1",
+                    "service_name": name,
+                },
+                metric_labels={"response_code_class": "2xx"},
+            )
+    reader = SignalReader(*signal_clients(reference.address), retry_budget=0.3)
+    try:
+        found = reader.read(state, START + timedelta(minutes=15))
+    finally:
+        reader.close()
+    assert [w.requests for w in found.windows[fast.key]] == [100, 100, 100], "60 s windows: a minute each"
+    assert [w.requests for w in found.windows[slow.key]] == [500, 500, 500], "300 s windows: five minutes"
+    assert reference.store.calls["ListTimeSeries"] == 2, "request_count once per window length"
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [
+        ({"int64_value": 7}, 7),
+        ({"int64_value": 0}, 0),
+        ({"double_value": 7.4}, 7),  # a DELTA is a count in its window, never a rate to multiply
+        ({"double_value": float("nan")}, None),
+        ({"double_value": float("inf")}, None),
+        ({"double_value": -5.0}, None),
+        ({"int64_value": -5}, None),
+        ({"bool_value": True}, None),
+    ],
+)
+def test_a_point_counts_only_when_it_is_a_count(value: dict[str, Any], count: int | None) -> None:
+    from google.cloud.monitoring_v3 import TypedValue
+
+    from controller.signals import _count
+
+    assert _count(TypedValue.pb(TypedValue(**value))) == count
