@@ -73,6 +73,7 @@ class ServiceOutcome:
     error_kind: str = ""  # "transient" or "permanent" when the service could not be read or written
     reverted: tuple[str, ...] = ()  # paths written back after someone else had changed them
     escalation: str = ""  # "escalated", "failed" or "would" when this pass escalated it (or would have)
+    conflicts: int = 0  # writes met a stale etag and were re-read, re-planned and tried again
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,21 @@ def _apply_service(
     log: structlog.BoundLogger,
     held: frozenset[str] = frozenset(),
 ) -> ServiceOutcome:
+    """The write, re-read and re-planned after each stale etag; the outcome counts those conflicts."""
+    conflicts: list[ConflictError] = []
+    outcome = _write(spec, service_plan, live, gateway, log, held, conflicts)
+    return replace(outcome, conflicts=len(conflicts)) if conflicts else outcome
+
+
+def _write(
+    spec: ServiceSpec,
+    service_plan: ServicePlan,
+    live: LiveService,
+    gateway: ServicesGateway,
+    log: structlog.BoundLogger,
+    held: frozenset[str],
+    conflicts: list[ConflictError],
+) -> ServiceOutcome:
     before = live.observed.etag
     for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
         decision = _decide(spec, service_plan, live.observed.etag, held)
@@ -370,6 +386,7 @@ def _apply_service(
         try:
             updated = gateway.apply(live, (*decision.changes, record))
         except ConflictError as error:
+            conflicts.append(error)
             log.info("apply_conflict", attempt=attempt, error=str(error))
             try:
                 live = gateway.get_service(spec.key)

@@ -417,6 +417,10 @@ class Controller:
         self.metrics.in_sync.labels(name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
             self.metrics.applies.labels(name, outcome.result.value).inc()
+            if spec.key in self._backoff:
+                self.metrics.retries.labels("backoff").inc()
+        if outcome.conflicts:
+            self.metrics.retries.labels("conflict").inc(outcome.conflicts)
         if self.dry_run and plan.status is PlanStatus.DRIFTED:
             _log.info(
                 "would_apply",

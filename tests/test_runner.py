@@ -146,6 +146,30 @@ def test_backoff_grows_by_three_from_two_seconds_and_resets_after_a_success(
     assert clock.monotonic() - failed_at == pytest.approx(2.0) and timeout_of(fleet) == 3600
 
 
+def test_retries_are_counted_by_reason_conflicts_and_writes_after_a_backoff(
+    fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    text = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
+    controller = make(tmp_path / "d.yaml", gateway, clock, text=text)
+
+    def retries(reason: str) -> float | None:
+        return controller.metrics.registry.get_sample_value(
+            "cloudrun_reconciler_retries_total", {"reason": reason}
+        )
+
+    fleet.store.faults.fail_next("UpdateService", 2, grpc.StatusCode.ABORTED)
+    controller.tick()  # two stale etags, re-read and re-planned each time, then the write
+    assert timeout_of(fleet) == 3600 and fleet.store.calls["UpdateService"] == 3
+    assert (retries("conflict"), retries("backoff")) == (2.0, None)
+    set_timeout(fleet, 300)
+    fleet.store.faults.fail_next("UpdateService", 1, grpc.StatusCode.UNAVAILABLE)
+    next_pass(controller, clock)  # fails: backing off
+    assert retries("backoff") is None
+    next_pass(controller, clock)  # the write after the backoff
+    assert timeout_of(fleet) == 3600 and (retries("conflict"), retries("backoff")) == (2.0, 1.0)
+
+
 def test_a_permanent_error_waits_the_longest_backoff_and_a_spec_change_forgives_it(
     fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
