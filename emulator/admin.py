@@ -4,7 +4,8 @@ Owns JSON endpoints that drive the stores the gRPC API serves:
     POST /v1/services   seed what the body holds, in any seed shape (`emulator/seed.py`): v2 Service JSON,
                         v1 Knative YAML or JSON, a `gcloud run deploy` command line; `?project=P&region=R`
                         place services the body leaves unplaced
-    POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in}}
+    POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in; a list or
+                        a map given replaces the stored one whole}}
     POST /v1/faults     {"method", "count", "code"}, {"method", "share", "code" | "codes": [..], "seed"},
                         {"method", "latency"} (seconds), or {"clear": true}
     POST /v1/points     {"metric_type", "value", "end" (RFC 3339), "resource_labels", "metric_labels"}
@@ -142,9 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _edit(self, body: dict[str, Any]) -> dict[str, Any]:
         def change(service: Any) -> None:
-            json_format.ParseDict(
-                body.get("service", {}), service
-            )  # merges: lists are appended, so send whole
+            # merges message fields; a list or a map given is replaced whole (send all its items)
+            json_format.ParseDict(body.get("service", {}), service)
 
         edited = self.emulator.store.edit(
             body["name"],

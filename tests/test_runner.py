@@ -209,6 +209,32 @@ def test_a_changed_file_is_applied_within_one_poll(
     assert controller.passes == 2
 
 
+def test_a_file_invalid_at_start_is_reported_and_no_pass_runs_until_a_valid_one_arrives(
+    fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    """An instance restarted while a bad commit is checked out waits for a fix instead of exiting."""
+    clock = ManualClock()
+    path = tmp_path / "d.yaml"
+    path.write_text(desired_text(timeout="1200s") + "    bogus: 1\n")
+    controller = Controller(
+        RunSettings(file=str(path), poll=2.0, workers=1), gateway, clock=clock, metrics=Metrics()
+    )
+    assert controller.load_or_wait() is None
+    for _ in range(3):
+        assert controller.tick() == pytest.approx(2.0)  # the next poll, not a busy loop
+        clock.advance(2.0)
+    assert controller.passes == 0 and not controller.ready and controller.healthy()
+    assert sum(fleet.store.calls.values()) == 0 and timeout_of(fleet) == 300
+    document = controller.status.document()["controller"]["desiredFile"]
+    assert document["valid"] is False and "CR002" in document["errors"][0]
+    assert controller.metrics.registry.get_sample_value("cloudrun_reconciler_desired_file_valid") == 0
+    assert not controller.request("cagent-api")  # nothing is declared yet
+    path.write_text(desired_text(timeout="1200s"))
+    controller.tick()  # polled: adopted, and a pass at once
+    assert controller.passes == 1 and timeout_of(fleet) == 1200 and timeout_of(fleet, OTHER) == 1200
+    assert controller.status.document()["controller"]["desiredFile"]["valid"] is True
+
+
 def test_an_invalid_file_is_kept_out_while_the_last_valid_state_is_served(
     fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
