@@ -239,8 +239,11 @@ def _with_signal_note(service_plan: ServicePlan, decision: Decision | None, esca
 def _escalation_outcome(
     spec: ServiceSpec, outcome: ServiceOutcome, decision: Decision, dry_run: bool, log: structlog.BoundLogger
 ) -> ServiceOutcome:
-    """An escalation is done when its revision is Ready and serves all traffic; else it failed, and it is
-    not retried (the latch, once written, keeps it from being attempted again)."""
+    """An escalation is done when its revision is Ready and serves all traffic. It failed when the API
+    refused it or its revision did not become ready, and it is not retried (the latch, once written,
+    keeps it from being attempted again). A transient error (the API unavailable, a stale etag that
+    outlived its retries, a poll that failed) decides nothing: the service backs off like any other,
+    and the next pass escalates it if the verdict still says so, or finds the latch already written."""
     target = spec.escalation.cloud_sql.instance if spec.escalation and spec.escalation.cloud_sql else ""
     evidence = decision.evidence()
     if dry_run:
@@ -255,6 +258,9 @@ def _escalation_outcome(
         return replace(
             outcome, message=f"escalated to Cloud SQL {target}: {outcome.message}", escalation="escalated"
         )
+    if outcome.result is ApplyResult.FAILED and outcome.error_kind == "transient":
+        log.warning("escalation_deferred", to=target, error=outcome.message)
+        return replace(outcome, message=f"escalation not done yet, tried again: {outcome.message}")
     if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
         message = f"escalation failed: {outcome.message}"
         log.error("escalation_failed", to=target, error=outcome.message, evidence=evidence)
