@@ -5,7 +5,8 @@ draw: the SQLite URL parser raises only `ValueError`, gives the same answer twic
 value of the URL in its message; the loader's SQLite and Cloud SQL URL checks give findings, never a
 traceback, and no finding shows a password the URL holds; redaction masks every password a URL parser
 finds in a URL's userinfo or a secret-named parameter, wherever the URL sits in a text, is idempotent,
-and leaves a text with nothing to mask alone.
+and leaves a text with nothing to mask alone. A bounded atheris run (coverage-guided, fixed seed and
+number of inputs) checks the same of the loader, the parser and redaction, where atheris installs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 import json
 import os
 import string
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -215,3 +220,19 @@ def test_redaction_never_fails_and_is_idempotent(text: str) -> None:
     shown = redact_text(text)
     assert redact_text(shown) == shown
     assert redact_env_value("API_TOKEN", text) == MASK
+
+
+ATHERIS_RUNS = 20_000
+
+
+def test_a_bounded_atheris_run_finds_no_crash(tmp_path: Path) -> None:
+    """libFuzzer from a fixed seed over a fixed number of inputs: reproducible, about 5 s."""
+    pytest.importorskip("atheris", reason="atheris ships wheels for Linux x86-64 only")
+    target = Path(__file__).with_name("atheris_targets.py")
+    options = [f"-runs={ATHERIS_RUNS}", "-seed=1", "-max_len=512", f"-artifact_prefix={tmp_path}/"]
+    result = subprocess.run(
+        [sys.executable, str(target), *options], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"Done {ATHERIS_RUNS} runs" in result.stderr
+    assert not list(tmp_path.glob("crash-*"))
