@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from soak_checks import Samples, unconverged
+from soak_checks import Samples, mismatches, unconverged
 from soak_fleet import INVALID_KINDS, PROJECT, REGION, STORAGE_METRIC, Fleet, ServiceState
 from soak_report import report
 
@@ -253,7 +253,12 @@ class Soak:
         while True:
             self.watch()
             self.scrape()
-            drifted = unconverged(desired, self.live().values(), self.held())
+            live, held = self.live(), self.held()
+            drifted = unconverged(desired, live.values(), held)
+            for state in self.fleet.services:  # the second opinion, read off the JSON
+                wrong = [f for f in mismatches(state, live[state.name]) if not _held(f, held.get(state.name))]
+                if wrong:
+                    drifted.setdefault(state.name, []).extend(f"{f} (read directly)" for f in wrong)
             self.counts.setdefault("drifted when the faults stopped", len(drifted))
             if not drifted:
                 return time.monotonic() - stopped
@@ -279,6 +284,18 @@ class Soak:
             service["name"]: {hold["field"] for hold in service.get("flapGuard") or []}
             for service in document.get("services", [])
         }
+
+
+def _held(field: str, paths: set[str] | None) -> bool:
+    """Whether the flap guard holds the plan path that `field` (a name of `mismatches`) is read from."""
+    words = {
+        "timeout": "template.timeout",
+        "scaling.minInstanceCount": "scaling.min_instance_count",
+        "scaling.maxInstanceCount": "scaling.max_instance_count",
+        "labels.tier": "labels[tier]",
+    }
+    wanted = words.get(field, f"env[{field[4:]}]" if field.startswith("env.") else field)
+    return any(path == wanted or path.endswith(wanted) for path in paths or set())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,8 @@ Owns the judgement of a run, from evidence rather than from the controller's own
     foreign env var, a label it does not declare, traffic) is a violation;
   - the escalations are the writes that put the latch on a service that had none;
   - the canaries of invalid desired files must appear in no stored change of the controller's;
-  - convergence is a plan of the final desired file against the services as stored;
+  - convergence is a plan of the final desired file against the services as stored, and, as a second
+    opinion that shares no code with the controller, the declared values read off the stored JSON;
   - the controller's counters come from its `/metrics`, summed over every process the soak started.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 from google.cloud import run_v2
 from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
-from soak_fleet import CANARY_TIMEOUT, LATCH, OWNED_ENV, OWNED_LABELS
+from soak_fleet import CANARY_TIMEOUT, LATCH, OWNED_ENV, OWNED_LABELS, SQLITE_URL, ServiceState
 
 from controller.cloudrun_shape import live_service
 from controller.escalation import escalated_spec, is_latched
@@ -31,6 +32,7 @@ __all__ = [
     "Samples",
     "canaries",
     "escalations",
+    "mismatches",
     "unconverged",
     "unowned_changes",
 ]
@@ -174,6 +176,40 @@ def unconverged(
         if fields or service_plan.status is not PlanStatus.DRIFTED:
             found[service_plan.key.name] = fields or [f"{service_plan.status.value}: {service_plan.message}"]
     return found
+
+
+def mismatches(state: ServiceState, live: dict[str, Any]) -> list[str]:
+    """What of the service as stored (v2 JSON) differs from what the soak last declared of it, read
+    directly: the timeout, the scaling, CPU allocation, the label, the owned env vars; on Cloud SQL once
+    latched."""
+    latched = live.get("annotations", {}).get(LATCH) == "cloudsql"
+    template = live.get("template", {})
+    container = (template.get("containers") or [{}])[0]
+    env = {e["name"]: e for e in container.get("env", [])}
+    scaling = live.get("scaling", {})
+    callback = f"https://agent:{state.callback_password}@hooks.example.com/done"
+    database: dict[str, Any] = {
+        "name": "DATABASE_URL",
+        "value": SQLITE_URL + "?_journal_mode=WAL&_busy_timeout=5000",
+    }
+    if latched and state.cloud_sql_password:
+        instance = f"{state.resource.split('/')[1]}:{state.resource.split('/')[3]}:{state.name}-sql"
+        url = f"postgresql://app:{state.cloud_sql_password}@/app?host=/cloudsql/{instance}"
+        database = {"name": "DATABASE_URL", "value": url}
+    elif latched:
+        secret = {"secret": f"{state.name}-cloudsql-url", "version": "latest"}
+        database = {"name": "DATABASE_URL", "valueSource": {"secretKeyRef": secret}}
+    wanted = {
+        "timeout": (template.get("timeout"), state.timeout),
+        "scaling.minInstanceCount": (scaling.get("minInstanceCount"), 1),
+        "scaling.maxInstanceCount": (scaling.get("maxInstanceCount"), state.max_instances),
+        "cpuIdle": (container.get("resources", {}).get("cpuIdle", False), False),  # JSON leaves out false
+        "labels.tier": (live.get("labels", {}).get("tier"), state.tier),
+        "env.API_TOKEN": (env.get("API_TOKEN", {}).get("value"), state.token),
+        "env.CALLBACK_URL": (env.get("CALLBACK_URL", {}).get("value"), callback),
+        "env.DATABASE_URL": (env.get("DATABASE_URL"), database),
+    }
+    return [field for field, (found, declared) in wanted.items() if found != declared]
 
 
 class Samples:
