@@ -277,15 +277,20 @@ def test_a_failing_share_is_repeatable_from_its_seed(emulator: Emulator) -> None
     assert draws(7) == draws(7) and 10 < sum(draws(7)) < 40
 
 
-def test_an_out_of_band_edit_is_recorded_as_its_author(
-    reference: Emulator, client: run_v2.ServicesClient
-) -> None:
-    reference.store.edit(
+def person_a_sets_the_timeout(emulator: Emulator, seconds: int = 120) -> None:
+    """`gcloud run services update --timeout` by a person, out of band."""
+    emulator.store.edit(
         REFERENCE,
-        lambda s: s.template.timeout.FromSeconds(120),
+        lambda s: s.template.timeout.FromSeconds(seconds),
         principal="user:person-a@example.com",
         client="gcloud",
     )
+
+
+def test_an_out_of_band_edit_is_recorded_as_its_author(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    person_a_sets_the_timeout(reference)
     live = client.get_service(name=REFERENCE)
     assert (live.last_modifier, live.client, live.template.timeout.total_seconds()) == (
         "user:person-a@example.com",
@@ -328,12 +333,7 @@ def test_a_failing_share_draws_each_failure_from_its_codes_and_counts_what_it_in
 def test_the_history_holds_each_stored_change_with_its_writer_and_the_service_before_and_after(
     reference: Emulator, client: run_v2.ServicesClient
 ) -> None:
-    reference.store.edit(
-        REFERENCE,
-        lambda s: s.template.timeout.FromSeconds(120),
-        principal="user:person-a@example.com",
-        client="gcloud",
-    )
+    person_a_sets_the_timeout(reference)
     service = client.get_service(name=REFERENCE)
     service.scaling.max_instance_count = 4
     update(client, service, "scaling")

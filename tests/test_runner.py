@@ -38,6 +38,9 @@ services:
 """
 
 
+ONLY_CAGENT = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
+
+
 @pytest.fixture
 def fleet(emulator: Emulator) -> Emulator:
     """cagent-api as found, and a second service `worker` like it."""
@@ -118,8 +121,7 @@ def test_backoff_grows_by_three_from_two_seconds_and_resets_after_a_success(
     fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
     clock = ManualClock()
-    text = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
-    controller = make(tmp_path / "d.yaml", gateway, clock, text=text)
+    controller = make(tmp_path / "d.yaml", gateway, clock, text=ONLY_CAGENT)
     fleet.store.faults.fail_next("UpdateService", 4, grpc.StatusCode.UNAVAILABLE)
     controller.tick()
     updates_at = [clock.monotonic()]
@@ -150,8 +152,7 @@ def test_retries_are_counted_by_reason_conflicts_and_writes_after_a_backoff(
     fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
     clock = ManualClock()
-    text = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
-    controller = make(tmp_path / "d.yaml", gateway, clock, text=text)
+    controller = make(tmp_path / "d.yaml", gateway, clock, text=ONLY_CAGENT)
 
     def retries(reason: str) -> float | None:
         return controller.metrics.registry.get_sample_value(
