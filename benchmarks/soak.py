@@ -18,6 +18,7 @@ line holds a secret. It prints a table of counts read from the controller's /met
 /v1 endpoints, and exits 1 on any violation.
 
 Run: .venv/bin/python benchmarks/soak.py [--duration 60] [--services 30] [--seed 1] [--logs DIR]
+(all options: --help; docs/soak.md has the figures of a run)
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Soak:
         interval = f"{self.args.interval}s"
         self.running = Running(
             *("--file", str(self.path), "--interval", interval, "--poll", "0.5s", "--manage-log-metric"),
-            *("--signal-delay", "1s"),
+            *("--signal-delay", "1s", "--flap-limit", str(self.args.flap_limit)),
             env=self.env,
         )
         self.logs.append(self.running.lines)
@@ -99,7 +100,7 @@ class Soak:
         """Slow the updates, make one due, and SIGKILL the controller while it is in flight."""
         assert self.running is not None
         self.post("/v1/faults", {"method": "UpdateService", "latency": 1.5})
-        self.edit_out_of_band()
+        self.edit_out_of_band("deploy")  # a deploy always resets owned fields: an update is due
         before = self.calls().get("UpdateService", 0)
         http("POST", f"{self.running.url}/reconcile")
         deadline = time.monotonic() + 3 * self.args.interval + 5
@@ -147,11 +148,11 @@ class Soak:
 
     # ---- what others do --------------------------------------------------------------------------
 
-    def edit_out_of_band(self) -> None:
+    def edit_out_of_band(self, kind: str | None = None) -> None:
         for _ in range(3):  # an edit that meets a concurrent write is refused (etag): read again
             live = self.live()
             name = self.rng.choice(sorted(live))
-            kind, body = self.fleet.out_of_band(live[name])
+            kind, body = self.fleet.out_of_band(live[name], kind)
             status, _ = http("POST", f"http://{self.admin}/v1/edit", body)
             if status == 200:
                 self.counts[f"out-of-band {kind}"] += 1
@@ -221,7 +222,8 @@ class Soak:
             for index, _ in enumerate(chosen)
             for lag in (0.0, duration * 0.25)  # a second burst once it is (or should be) escalated
         )
-        kills = [start + duration * (k + 1) / (self.args.kills + 1) for k in range(self.args.kills)]
+        count = max(1, round(duration / self.args.kill_every))
+        kills = [start + duration * (k + 1) / (count + 1) for k in range(count)]
         next_edit, next_desired, next_traffic, valid = start, start + 2.0, start, True
         self.faults_on()
         while (now := time.monotonic()) < start + duration:
@@ -305,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=3.0, help="the controller's interval, s (3)")
     parser.add_argument("--fault-share", type=float, default=0.1, help="share of calls failed (0.1)")
     parser.add_argument("--edit-every", type=float, default=0.7, help="mean s between out-of-band edits")
-    parser.add_argument("--kills", type=int, default=3, help="SIGKILLs mid-apply (3)")
+    parser.add_argument("--kill-every", type=float, default=20.0, help="s between SIGKILLs mid-apply (20)")
+    parser.add_argument(
+        "--flap-limit", type=int, default=3, help="the controller's --flap-limit (3); held fields are excused"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--logs", type=Path, default=None, help="keep the controller's logs here")
     args = parser.parse_args(argv)

@@ -196,10 +196,10 @@ class Fleet:
 
     # ---- out-of-band edits -----------------------------------------------------------------------
 
-    def out_of_band(self, live: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """An edit someone else makes to the live service `live` (v2 JSON): its kind and the body of
-        `POST /v1/edit`. Lists are sent whole, as the endpoint replaces them."""
-        kind = self.rng.choice(("deploy", "deploy", "console", "foreign-env", "callback"))
+    def out_of_band(self, live: dict[str, Any], kind: str | None = None) -> tuple[str, dict[str, Any]]:
+        """An edit someone else makes to the live service `live` (v2 JSON), of `kind` or one drawn: its
+        kind and the body of `POST /v1/edit`. Lists are sent whole, as the endpoint replaces them."""
+        kind = kind or self.rng.choice(("deploy", "deploy", "console", "foreign-env", "callback"))
         template = copy.deepcopy(live.get("template", {}))
         containers = template.get("containers", [])
         body: dict[str, Any] = {"name": live["name"]}
