@@ -12,7 +12,6 @@ number of inputs) checks the same of the loader, the parser and redaction, where
 from __future__ import annotations
 
 import json
-import os
 import string
 import subprocess
 import sys
@@ -20,16 +19,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from desired import DesiredStateError, SqliteDialect, check_desired_text
 from desired.redaction import MASK, redact_env_value, redact_text
 from desired.sqlite_url import JOURNAL_MODES, is_server_url, is_sqlite_url, parse_sqlite_url
-
-# FUZZ_EXAMPLES=N explores N fresh random examples per property instead (a longer run, not for CI).
-_LONG = int(os.environ.get("FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=_LONG or 300, deadline=None, derandomize=not _LONG)
+from tests.conftest import FUZZ
 
 # RFC 3986 userinfo: unreserved, sub-delims, ":" and percent-escapes; people also paste raw "@" and "/".
 _USERINFO = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:%"
