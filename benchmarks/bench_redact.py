@@ -15,6 +15,7 @@ SIZE = 32_000
 SHAPES = {
     "plain": "a" * SIZE,
     "scheme prefixes": "a://" * (SIZE // 4),
+    "urls in queries": "a://u:p@h?" * (SIZE // 10),
     "userinfo-like": "x:y@" * (SIZE // 4),
     "dsn-like words": " a:b@c(" * (SIZE // 7),
     "secret params": "?key=" * (SIZE // 5),

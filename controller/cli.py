@@ -438,8 +438,8 @@ def _run(args: argparse.Namespace) -> int:
         on_call=lambda method, code: count.labels(method, code).inc(),
     )
     controller = Controller(settings, gateway, clock=SystemClock(), metrics=metrics, signals=signals)
-    checked = controller.load()
-    for finding in checked.findings:
+    checked = controller.load_or_wait()  # an invalid file is reported; the loop waits for a valid one
+    for finding in checked.findings if checked else ():
         if finding.severity is not Severity.NOTE:
             print(finding.describe(), file=sys.stderr)
     settle_heap()
@@ -462,7 +462,8 @@ def _run(args: argparse.Namespace) -> int:
         port=server.port,
         interval=controller.interval,
         dry_run=controller.dry_run,
-        services=len(checked.state.services),
+        services=len(checked.state.services) if checked else 0,
+        desired_file_valid=checked is not None,
     )
     while loop.is_alive() and not controller.stopping:
         loop.join(0.5)  # short joins keep this thread free to take signals

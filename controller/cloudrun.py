@@ -15,9 +15,11 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 from google.api_core import exceptions as gexc
+from google.api_core import retry as retries
 from google.api_core.future import polling
 from google.auth import exceptions as auth_exceptions
 from google.cloud import run_v2
@@ -45,6 +47,14 @@ _TRANSIENT = (
     gexc.InternalServerError,
     gexc.Cancelled,
     gexc.Unknown,
+)
+# A poll of an update's operation is a read: safe to repeat on any of these (the library retries none).
+_POLL_RETRYABLE = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.Aborted,
+    gexc.TooManyRequests,
 )
 
 
@@ -153,6 +163,14 @@ class CloudRunServices:
         self._polling = polling.DEFAULT_POLLING.with_delay(
             initial=0.05, maximum=5.0, multiplier=1.5
         ).with_timeout(operation_timeout)
+        # How a failed poll (GetOperation) is retried, as the library's `result(retry=…)` offers it.
+        self._poll_retry = retries.Retry(
+            predicate=retries.if_exception_type(*_POLL_RETRYABLE),
+            initial=0.05,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=min(30.0, operation_timeout),
+        )
 
     def close(self) -> None:
         """Close the channel (before an in-process emulator stops, so no call is cut)."""
@@ -211,6 +229,28 @@ class CloudRunServices:
         request = run_v2.UpdateServiceRequest(service=service, update_mask=mask, validate_only=validate_only)
         with _translated(), self._counted("UpdateService"):
             operation = self._client.update_service(request=request)
-        # What the operation itself reports is the rollout's fate, never an etag conflict.
-        with _translated(rollout=True):
-            return live_service(operation.result(timeout=self._operation_timeout, polling=self._polling))
+        return live_service(self._finished(operation))
+
+    def _finished(self, operation: Any) -> run_v2.Service:
+        """The service as the update's operation ends. An operation that ended in an error is the
+        rollout's fate (a revision that failed), never an etag conflict. A poll that fails even after its
+        retries says nothing of the rollout: the update may well be stored, so it is a transient error,
+        and the next pass reads what became of it."""
+        try:
+            return operation.result(
+                timeout=self._operation_timeout, polling=self._polling, retry=self._poll_retry
+            )
+        except gexc.GoogleAPICallError as error:
+            if not operation.operation.done:
+                code = _status_name(error)
+                raise TransientError(
+                    redact_text(
+                        f"the update was sent; polling its operation failed: {code}: {error.message}"
+                    ),
+                    code,
+                ) from None
+            with _translated(rollout=True):
+                raise
+        except TimeoutError:
+            with _translated():
+                raise

@@ -53,6 +53,13 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.retries = Counter(
+            f"{_PREFIX}_retries",
+            "Writes tried again, by reason (conflict: re-read and re-planned after a stale etag; "
+            "backoff: the first write of a service after its backoff)",
+            ["reason"],
+            registry=r,
+        )
         self.api_calls = Counter(
             f"{_PREFIX}_api_calls",
             "Google API calls by method and status code",

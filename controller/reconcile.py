@@ -92,6 +92,7 @@ class ServiceOutcome:
     # when this pass escalated the service: "escalated", "failed" (not retried until the spec changes),
     # "retrying" (a transient error: written again after the backoff) or "would" (dry run)
     escalation: str = ""
+    conflicts: int = 0  # writes met a stale etag and were re-read, re-planned and tried again
 
 
 @dataclass(frozen=True)
@@ -285,10 +286,11 @@ def _escalation_outcome(
     dry_run: bool,
     log: structlog.BoundLogger,
 ) -> ServiceOutcome:
-    """An escalation is done when its revision is Ready and serves all traffic. A transient failure is
-    retried after the service's backoff; any other failure (a revision that failed, a refusal, a policy
-    block, a service that no longer matches the file) needs a person, and is not retried until the
-    desired file changes."""
+    """An escalation is done when its revision is Ready and serves all traffic. A transient error (the API
+    unavailable, a stale etag that outlived its retries, a poll that failed) decides nothing: the service
+    backs off like any other, and a later pass escalates it if the verdict still says so, or finds the latch
+    already written. Any other failure (a revision that failed, a refusal, a policy block, a service that no
+    longer matches the file) needs a person, and is not retried until the desired file changes."""
     target = spec.escalation.cloud_sql.instance if spec.escalation and spec.escalation.cloud_sql else ""
     evidence = decision.evidence()
     if dry_run:
@@ -409,6 +411,22 @@ def _apply_service(
     held: frozenset[str] = frozenset(),
     must: frozenset[str] = frozenset(),
 ) -> ServiceOutcome:
+    """The write, re-read and re-planned after each stale etag; the outcome counts those conflicts."""
+    conflicts: list[ConflictError] = []
+    outcome = _write(spec, service_plan, live, gateway, log, held, must, conflicts)
+    return replace(outcome, conflicts=len(conflicts)) if conflicts else outcome
+
+
+def _write(
+    spec: ServiceSpec,
+    service_plan: ServicePlan,
+    live: LiveService,
+    gateway: ServicesGateway,
+    log: structlog.BoundLogger,
+    held: frozenset[str],
+    must: frozenset[str],
+    conflicts: list[ConflictError],
+) -> ServiceOutcome:
     before = live.observed.etag
     state = _escalation_state(live.observed)
     for attempt in range(1, MAX_CONFLICT_RETRIES + 2):
@@ -434,6 +452,7 @@ def _apply_service(
         try:
             updated = gateway.apply(live, (*decision.changes, record))
         except ConflictError as error:
+            conflicts.append(error)
             log.info("apply_conflict", attempt=attempt, error=str(error))
             try:
                 live = gateway.get_service(spec.key)

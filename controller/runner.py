@@ -8,7 +8,9 @@ drive `tick()` on a `ManualClock`; nothing here sleeps.
 
 A desired file is polled by content hash, not watched: a Cloud Storage FUSE mount delivers no inotify
 events. A file that fails to load is reported (log, status, metric) and kept out; the last valid state
-goes on being served until a valid file replaces it.
+goes on being served until a valid file replaces it. One that is invalid when the controller starts (an
+instance replaced while a bad commit is checked out) is reported the same way, and the loop runs no pass
+until a valid file arrives: a restart must not turn a bad commit into a crash loop.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from controller.show import format_value
 from controller.status import StatusBoard
 from desired import (
     CheckedDesired,
+    ControllerSettings,
     DesiredState,
     DesiredStateError,
     ServiceKey,
@@ -164,18 +167,34 @@ class Controller:
 
     @property
     def dry_run(self) -> bool:
-        return bool(self.settings.dry_run) or self.desired.state.controller.dry_run
+        file = self._desired.state.controller if self._desired is not None else ControllerSettings()
+        return bool(self.settings.dry_run) or file.dry_run
 
     @property
     def interval(self) -> float:
         if self.settings.interval is not None:
             return self.settings.interval
-        return float(self.desired.state.controller.interval)
+        file = self._desired.state.controller if self._desired is not None else ControllerSettings()
+        return float(file.interval)
 
     def load(self) -> CheckedDesired:
         """Read the desired file for the first time; raise `DesiredStateError` if it is invalid."""
         text, digest = self._read()
         checked = check_desired_text(text, self.settings.file)
+        self._adopt(checked, digest)
+        return checked
+
+    def load_or_wait(self) -> CheckedDesired | None:
+        """Read the desired file for the first time, as `run` starts. An invalid one is reported as a
+        later invalid edit is, and None returned: no pass runs until `poll_file` finds a valid file. A
+        file that cannot be read at all still raises `OSError` (a wrong path is a usage error)."""
+        text, digest = self._read()
+        try:
+            checked = check_desired_text(text, self.settings.file)
+        except DesiredStateError as error:
+            self._hash = digest
+            self._rejected([f.describe() for f in error.findings], kept="no valid desired state yet")
+            return None
         self._adopt(checked, digest)
         return checked
 
@@ -238,15 +257,12 @@ class Controller:
         self._adopt(checked, digest)
         return True
 
-    def _rejected(self, errors: list[str]) -> None:
+    def _rejected(
+        self, errors: list[str], kept: str = "the last valid desired state is still served"
+    ) -> None:
         self.metrics.desired_valid.set(0)
         self.metrics.errors.labels("desired_file").inc()
-        _log.error(
-            "desired_file_invalid",
-            file=self.settings.file,
-            errors=errors,
-            kept="the last valid desired state is still served",
-        )
+        _log.error("desired_file_invalid", file=self.settings.file, errors=errors, kept=kept)
         document = self.status.document()["controller"].get("desiredFile", {})
         self.status.controller(
             desiredFile={
@@ -262,7 +278,8 @@ class Controller:
     def request(self, service: str | None = None) -> bool:
         """Ask for a pass now (a git webhook); with a service name, also forgive its backoff. False when
         no declared service has that name."""
-        if service is not None and not any(s.name == service for s in self.desired.state.services):
+        declared = self._desired.state.services if self._desired is not None else []
+        if service is not None and not any(s.name == service for s in declared):
             return False
         with self._lock:
             self._requested.add(service)
@@ -288,6 +305,8 @@ class Controller:
                 self._next_pass = now  # a new desired state: a pass at once
         with self._lock:
             requested, self._requested = self._requested, set()
+        if self._desired is None:  # nothing valid to work to yet: only the file is watched
+            return max(0.0, self._next_poll - now)
         retry_due = bool(self._retries) and self._retries[0] <= now
         if not self.stopping and (requested or retry_due or now >= self._next_pass):
             self.run_pass(forgive={name for name in requested if name})
@@ -459,6 +478,10 @@ class Controller:
         self.metrics.child(self.metrics.in_sync, name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
             self.metrics.applies.labels(name, outcome.result.value).inc()
+            if spec.key in self._backoff:
+                self.metrics.retries.labels("backoff").inc()
+        if outcome.conflicts:
+            self.metrics.retries.labels("conflict").inc(outcome.conflicts)
         if self.dry_run and plan.status is PlanStatus.DRIFTED:
             _log.info(
                 "would_apply",

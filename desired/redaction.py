@@ -5,8 +5,11 @@ Masked with `***`: the password in a URL's userinfo (`scheme://user:PASSWORD@hos
 userinfo that is a bare token (`https://TOKEN@github.com`), the password of scheme-less DSNs
 (`user:PASSWORD@tcp(host)/db`, `scott/PASSWORD@host`), secret-named query or key=value parameters
 (`?password=`, `&key=`, `_auth_pass=`, `password=` in libpq strings), and the whole value of an env var
-whose name says it is a secret. Everything else is kept byte for byte. Every pattern runs in linear time:
-values of 32 KiB are redacted on every plan. Secret Manager references are shown by name and version.
+whose name says it is a secret. Every URL of a word counts, the one in another's query too. Free text is
+read word by word at ASCII whitespace (a no-break space is part of a word); an env value that is a URL
+is read as one URL, so a space in its password does not split it. Everything else is kept byte for byte.
+Every pattern runs in linear time: values of 32 KiB are redacted on every plan. Secret Manager
+references are shown by name and version.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ _BARE_DSN = re.compile(
     r"(?P<head>(?:^|(?<=\s))[\w.-]{1,64}[:/])(?P<secret>[^\s@:/]{1,200})(?P<tail>@[\w.-]*[(/:])"
 )
 _TOKEN_LENGTH = 20  # a userinfo this long with no `:` is a token, not a user name
-_WORDS = re.compile(r"(\s+)")  # split keeping the whitespace, so joining gives the text back
+# Split at ASCII whitespace keeping it, so joining gives the text back; Unicode spaces stay in the word.
+_WORDS = re.compile(r"([ \t\n\r\f\v]+)")
+_AUTHORITY_END = re.compile(r"[?#]")  # the userinfo of a URL cannot lie past its query or fragment
+_URL_VALUE = re.compile(r"[ \t]*[A-Za-z][A-Za-z0-9+.-]{0,30}://")
 
 
 def redact_text(text: str) -> str:
@@ -47,21 +53,28 @@ def _mask_userinfo(text: str) -> str:
 
 
 def _mask_word(word: str) -> str:
-    match = _SCHEME.search(word)
-    if match is None:
-        return word
-    start = match.end()
-    rest = word[start:]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, cut)
-    if at < 0:
-        return word
-    user, colon, _ = rest[:at].partition(":")
-    if colon:
-        return f"{word[:start]}{user}:{MASK}{rest[at:]}"
-    if at >= _TOKEN_LENGTH:
-        return f"{word[:start]}{MASK}{rest[at:]}"
-    return word
+    """Mask the userinfo of every URL in `word`: after one URL's authority, the next is looked for in its
+    query and fragment (`?next=postgres://u:pw@db`). Each stretch is read once: linear time."""
+    shown, done = [], 0
+    while (match := _SCHEME.search(word, done)) is not None:
+        start = match.end()
+        end = _AUTHORITY_END.search(word, start)
+        cut = end.start() if end else len(word)
+        at = word.rfind("@", start, cut)
+        shown.append(word[done:start])
+        if at >= 0:
+            user, colon, _ = word[start:at].partition(":")
+            if colon:
+                shown.append(f"{user}:{MASK}")
+            elif at - start >= _TOKEN_LENGTH:
+                shown.append(MASK)
+            else:
+                shown.append(word[start:at])
+            start = at
+        shown.append(word[start : cut + 1])
+        done = cut + 1
+    shown.append(word[done:])
+    return "".join(shown)
 
 
 def redact_env_value(name: str, value: EnvValue | None) -> str:
@@ -72,4 +85,6 @@ def redact_env_value(name: str, value: EnvValue | None) -> str:
         return str(value)
     if _SECRET_NAME.search(name):
         return MASK
+    if _URL_VALUE.match(value):  # one URL, whatever it holds: a space in its password splits nothing
+        value = _mask_word(value)
     return redact_text(value)

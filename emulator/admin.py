@@ -4,12 +4,19 @@ Owns JSON endpoints that drive the stores the gRPC API serves:
     POST /v1/services   seed what the body holds, in any seed shape (`emulator/seed.py`): v2 Service JSON,
                         v1 Knative YAML or JSON, a `gcloud run deploy` command line; `?project=P&region=R`
                         place services the body leaves unplaced
-    POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in}}
-    POST /v1/faults     {"method", "count", "code"}, {"method", "share", "code", "seed"},
+    POST /v1/edit       {"name", "principal", "client", "service": {partial v2 JSON merged in; a list or
+                        a map given replaces the stored one whole}}
+    POST /v1/faults     {"method", "count", "code"}, {"method", "share", "code" | "codes": [..], "seed"},
                         {"method", "latency"} (seconds), or {"clear": true}
     POST /v1/points     {"metric_type", "value", "end" (RFC 3339), "resource_labels", "metric_labels"}
     POST /v1/settings   {"operation_polls": N | null, "failing_revisions": "message" | null}
     GET  /v1/calls      calls served, by method
+    GET  /v1/faults     {"injected": {method: {code: count}}}: the failures injected so far
+    GET  /v1/services   {"services": [v2 Service JSON]}: the stored services, read without an API call
+                        (not counted, never failed)
+    GET  /v1/writes     {"writes": [...], "next": N}: every stored change from `?since=N` on, each with
+                        "via" (UpdateService or edit), "name", "principal", "client", "mask", and the
+                        service "before" and "after" as v2 JSON
 Errors answer 400 with {"error": …}. Nothing here is reachable off the machine: it binds 127.0.0.1 only.
 """
 
@@ -50,6 +57,23 @@ class AdminServer:
         self._server.server_close()
 
 
+def _json(service: Any) -> dict[str, Any]:
+    return dict(json_format.MessageToDict(service))
+
+
+def _write_json(index: int, write: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "via": write.via,
+        "name": write.name,
+        "principal": write.principal,
+        "client": write.client,
+        "mask": list(write.mask),
+        "before": _json(write.before),
+        "after": _json(write.after),
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: Any
 
@@ -57,8 +81,23 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
-        if self.path == "/v1/calls":
-            self._answer(200, dict(self.emulator.store.calls))
+        url = urlsplit(self.path)
+        store = self.emulator.store
+        if url.path == "/v1/calls":
+            self._answer(200, dict(store.calls))
+        elif url.path == "/v1/faults":
+            self._answer(200, {"injected": store.faults.injected()})
+        elif url.path == "/v1/services":
+            self._answer(200, {"services": [_json(service) for service in store.snapshot()]})
+        elif url.path == "/v1/writes":
+            try:
+                since = int(parse_qs(url.query).get("since", ["0"])[-1])
+            except ValueError:
+                self._answer(400, {"error": "since is not a whole number"})
+                return
+            writes = store.history(max(0, since))
+            body = [_write_json(max(0, since) + offset, write) for offset, write in enumerate(writes)]
+            self._answer(200, {"writes": body, "next": max(0, since) + len(writes)})
         else:
             self._answer(404, {"error": f"no such endpoint: GET {self.path}"})
 
@@ -104,9 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _edit(self, body: dict[str, Any]) -> dict[str, Any]:
         def change(service: Any) -> None:
-            json_format.ParseDict(
-                body.get("service", {}), service
-            )  # merges: lists are appended, so send whole
+            # merges message fields; a list or a map given is replaced whole (send all its items)
+            json_format.ParseDict(body.get("service", {}), service)
 
         edited = self.emulator.store.edit(
             body["name"],
@@ -124,11 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
         if "latency" in body:
             faults.add_latency(body["method"], float(body["latency"]))
             return {"method": body["method"], "latency": float(body["latency"])}
-        code = grpc.StatusCode[body.get("code", "UNAVAILABLE")]
         if "share" in body:
-            faults.fail_share(body["method"], float(body["share"]), code, int(body.get("seed", 0)))
-        else:
-            faults.fail_next(body["method"], int(body.get("count", 1)), code)
+            names = body["codes"] if "codes" in body else [body.get("code", "UNAVAILABLE")]
+            codes = [grpc.StatusCode[name] for name in names]
+            faults.fail_share(body["method"], float(body["share"]), codes, int(body.get("seed", 0)))
+            return {"method": body["method"], "codes": [code.name for code in codes]}
+        code = grpc.StatusCode[body.get("code", "UNAVAILABLE")]
+        faults.fail_next(body["method"], int(body.get("count", 1)), code)
         return {"method": body["method"], "code": code.name}
 
     def _points(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 Owns services as raw `google.cloud.run.v2.Service` protobufs, the server defaults and output-only fields
 Cloud Run fills in, etag checks, `update_mask` handling, revision naming, validation with field
-violations, and done long-running operations. Every method is thread-safe; errors are `ApiError`s that
-the gRPC layer turns into status codes. See `emulator/FIDELITY.md` for what follows which source.
+violations, done long-running operations, and the history of every stored change (who wrote it, through
+which door, the service before and after), so a soak can check what each writer changed. Every method is
+thread-safe; errors are `ApiError`s that the gRPC layer turns into status codes. See `emulator/FIDELITY.md`
+for what follows which source.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -25,7 +28,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from emulator.faults import Faults
 from emulator.rules import ApiError, fill_defaults, validate
 
-__all__ = ["ApiError", "ServiceStore"]
+__all__ = ["ApiError", "ServiceStore", "StoredWrite"]
 
 # Generated protobuf classes carry no static types; `ServicePb` names the role in signatures.
 ServicePb: TypeAlias = Any
@@ -33,6 +36,19 @@ _SERVICE_PB: Any = run_v2.Service.pb()
 _DEFAULT_PAGE_SIZE = 100
 _MAX_PAGE_SIZE = 1000
 DEFAULT_PRINCIPAL = "user:operator@example.com"
+
+
+@dataclass(frozen=True)
+class StoredWrite:
+    """One change that was stored: `via` is `UpdateService` (the API) or `edit` (out of band)."""
+
+    via: str
+    name: str
+    principal: str
+    client: str
+    mask: tuple[str, ...]
+    before: ServicePb
+    after: ServicePb
 
 
 def utc_now() -> datetime:
@@ -58,6 +74,7 @@ class ServiceStore:
         self.faults = Faults()
         self.update_requests: list[ServicePb] = []  # every UpdateService body as received, for inspection
         self.update_masks: list[list[str]] = []
+        self.writes: list[StoredWrite] = []  # every stored change, in order (a no-op update is none)
 
     def count(self, method: str) -> None:
         with self._lock:
@@ -83,6 +100,16 @@ class ServiceStore:
             page = [copy.deepcopy(self._services[n]) for n in names[start : start + size]]
         token = str(start + size) if start + size < len(names) else ""
         return page, token
+
+    def history(self, since: int = 0) -> list[StoredWrite]:
+        """The stored changes from the `since`-th on, oldest first."""
+        with self._lock:
+            return self.writes[since:]
+
+    def snapshot(self) -> list[ServicePb]:
+        """Every stored service as it is now, in name order: the emulator's own view, not an API call."""
+        with self._lock:
+            return [copy.deepcopy(self._services[name]) for name in sorted(self._services)]
 
     def list_names(self) -> list[str]:
         """Every stored service's full name, sorted."""
@@ -176,7 +203,7 @@ class ServiceStore:
         service = self.get(name)
         change(service)
         service.client = client
-        self.update(service, field_mask_pb2.FieldMask(), principal=principal)
+        self.update(service, field_mask_pb2.FieldMask(), principal=principal, via="edit")
         return self.get(name)
 
     def update(
@@ -186,6 +213,7 @@ class ServiceStore:
         *,
         validate_only: bool = False,
         principal: str = DEFAULT_PRINCIPAL,
+        via: str = "UpdateService",
     ) -> operations_pb2.Operation:
         """UpdateService: etag check, mask, defaults, validation, maybe a revision; a done operation."""
         with self._lock:
@@ -218,6 +246,17 @@ class ServiceStore:
                 else:  # no new revision: a failed one stays failed, the ready one keeps serving
                     updated.observed_generation = updated.generation
                 updated.etag = _etag(updated)
+                self.writes.append(
+                    StoredWrite(
+                        via,
+                        updated.name,
+                        principal,
+                        updated.client,
+                        tuple(mask.paths),
+                        copy.deepcopy(current),
+                        copy.deepcopy(updated),
+                    )
+                )
             self._services[updated.name] = updated
             return self._operation(updated, store=True, failure=failure)
 

@@ -91,3 +91,8 @@ def reference(emulator: Emulator) -> Emulator:
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# The fuzz tests run a fixed number of derandomized examples wherever they run, CI or not, so the suite is
+# reproducible; FUZZ_EXAMPLES=N explores N fresh random examples per property instead (a longer run).
+_FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+FUZZ = settings(max_examples=_FUZZ_EXAMPLES or 300, deadline=None, derandomize=not _FUZZ_EXAMPLES)

@@ -1,7 +1,8 @@
 """Real processes for end-to-end tests: the installed console script, the standalone emulator, `run`.
 
 Each helper waits for a process by reading what it prints, with a bounded deadline, never by sleeping a
-fixed time; each one ends its process on the way out.
+fixed time; each one ends its process on the way out. Nothing here needs pytest: `benchmarks/soak.py`
+drives the same processes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "cloudrun-reconciler"
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "controller"]
 SEED = ROOT / "emulator" / "seeds" / "cagent-api-as-found.yaml"
@@ -119,6 +119,13 @@ class Running:
 
     def get(self, path: str) -> tuple[int, Any]:
         return http("GET", self.url + path)
+
+    def kill(self) -> int:
+        """SIGKILL, as an instance replaced mid-write dies: nothing runs on the way out."""
+        self.process.kill()
+        code = self.process.wait(timeout=10)
+        self._drain.join(5)
+        return code
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, as Cloud Run sends it; the exit code (the process must be gone within `timeout`)."""

@@ -277,15 +277,20 @@ def test_a_failing_share_is_repeatable_from_its_seed(emulator: Emulator) -> None
     assert draws(7) == draws(7) and 10 < sum(draws(7)) < 40
 
 
-def test_an_out_of_band_edit_is_recorded_as_its_author(
-    reference: Emulator, client: run_v2.ServicesClient
-) -> None:
-    reference.store.edit(
+def person_a_sets_the_timeout(emulator: Emulator, seconds: int = 120) -> None:
+    """`gcloud run services update --timeout` by a person, out of band."""
+    emulator.store.edit(
         REFERENCE,
-        lambda s: s.template.timeout.FromSeconds(120),
+        lambda s: s.template.timeout.FromSeconds(seconds),
         principal="user:person-a@example.com",
         client="gcloud",
     )
+
+
+def test_an_out_of_band_edit_is_recorded_as_its_author(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    person_a_sets_the_timeout(reference)
     live = client.get_service(name=REFERENCE)
     assert (live.last_modifier, live.client, live.template.timeout.total_seconds()) == (
         "user:person-a@example.com",
@@ -305,3 +310,69 @@ def test_added_latency_delays_each_call_of_its_method(
     client.get_service(name=REFERENCE)
     client.list_services(parent="projects/demo-project/locations/us-central1")
     assert slept == [0.25, 0.25]
+
+
+def test_a_failing_share_draws_each_failure_from_its_codes_and_counts_what_it_injected(
+    emulator: Emulator,
+) -> None:
+    faults = emulator.store.faults
+    codes = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED]
+    faults.fail_share("GetService", 0.5, codes, seed=3)
+    drawn = [faults.take("GetService") for _ in range(200)]
+    failed = [error.code.name for error in drawn if error is not None]
+    faults.fail_next("UpdateService", 2, grpc.StatusCode.DEADLINE_EXCEEDED)
+    faults.take("UpdateService"), faults.take("UpdateService"), faults.take("UpdateService")
+    assert set(failed) == {code.name for code in codes} and 60 < len(failed) < 140
+    faults.clear()  # what was injected stays counted
+    assert faults.injected() == {
+        "GetService": {name: failed.count(name) for name in sorted(set(failed))},
+        "UpdateService": {"DEADLINE_EXCEEDED": 2},
+    }
+
+
+def test_the_history_holds_each_stored_change_with_its_writer_and_the_service_before_and_after(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    person_a_sets_the_timeout(reference)
+    service = client.get_service(name=REFERENCE)
+    service.scaling.max_instance_count = 4
+    update(client, service, "scaling")
+    update(client, client.get_service(name=REFERENCE), "scaling")  # a no-op stores nothing
+    edit, api = reference.store.history()
+    assert (edit.via, edit.principal, edit.client) == ("edit", "user:person-a@example.com", "gcloud")
+    assert (edit.before.template.timeout.seconds, edit.after.template.timeout.seconds) == (300, 120)
+    assert (api.via, api.principal, api.mask) == ("UpdateService", "user:operator@example.com", ("scaling",))
+    assert (api.before.scaling.max_instance_count, api.after.scaling.max_instance_count) == (0, 4)
+    assert reference.store.history(1) == [api]
+
+
+def test_the_control_endpoint_reads_services_writes_and_faults_without_an_api_call(
+    reference: Emulator, client: run_v2.ServicesClient
+) -> None:
+    from emulator.admin import AdminServer
+    from tests.processes import http
+
+    admin = AdminServer(reference).start()
+    try:
+        base = f"http://{admin.address}/v1"
+        body = {"method": "GetService", "share": 1.0, "codes": ["INTERNAL"], "seed": 1}
+        assert http("POST", f"{base}/faults", body) == (200, {"method": "GetService", "codes": ["INTERNAL"]})
+        with pytest.raises(gexc.InternalServerError):
+            client.get_service(name=REFERENCE)
+        assert http("GET", f"{base}/faults") == (200, {"injected": {"GetService": {"INTERNAL": 1}}})
+        edit = {"name": REFERENCE, "principal": "user:b@example.com", "service": {"labels": {"x": "y"}}}
+        assert http("POST", f"{base}/edit", edit)[0] == 200
+        status, services = http("GET", f"{base}/services")
+        assert status == 200 and [s["name"] for s in services["services"]] == [REFERENCE]
+        assert services["services"][0]["labels"]["x"] == "y"
+        status, writes = http("GET", f"{base}/writes?since=0")
+        assert status == 200 and writes["next"] == 1
+        (write,) = writes["writes"]
+        assert (write["index"], write["via"], write["principal"]) == (0, "edit", "user:b@example.com")
+        assert "x" not in write["before"].get("labels", {}) and write["after"]["labels"]["x"] == "y"
+        assert http("GET", f"{base}/writes?since=1")[1] == {"writes": [], "next": 1}
+        assert http("GET", f"{base}/writes?since=x")[0] == 400
+        assert http("POST", f"{base}/faults", {"method": "GetService", "share": 1, "codes": []})[0] == 400
+        assert reference.store.calls["GetService"] == 1  # the reads above were not API calls
+    finally:
+        admin.stop()

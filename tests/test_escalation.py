@@ -416,6 +416,25 @@ def test_a_revision_that_never_becomes_ready_is_escalation_failed_and_not_retrie
     assert 'cloudrun_reconciler_escalations_total{result="failed",service="cagent-api"} 1.0' in text
 
 
+def test_a_transient_failure_of_the_escalation_is_tried_again_not_escalation_failed(story: Story) -> None:
+    """UNAVAILABLE on the escalation's update decides nothing: the service backs off like any other and
+    the next pass escalates it, once."""
+    story.controller.run_pass()
+    updates = story.emulator.store.calls["UpdateService"]
+    story.minute(100, storage=4)
+    story.minute(100, storage=4)
+    story.emulator.store.faults.fail_next("UpdateService", 1, grpc.StatusCode.UNAVAILABLE)
+    story.minute(100, storage=4)
+    assert not latched(story) and story.condition("Escalated")["reason"] != "EscalationFailed"
+    story.minute(100, storage=4)  # a minute later: past the 2 s backoff, the verdict still Escalate
+    assert latched(story)
+    assert story.emulator.store.calls["UpdateService"] == updates + 2  # the refused one and the one
+    assert story.condition("Escalated")["reason"] == "Latched"
+    text = story.controller.metrics.render().decode()
+    assert 'cloudrun_reconciler_escalations_total{result="escalated",service="cagent-api"} 1.0' in text
+    assert 'escalations_total{result="failed"' not in text
+
+
 def test_dry_run_says_would_escalate_with_the_numbers_and_writes_nothing(
     reference: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:

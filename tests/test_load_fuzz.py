@@ -1,14 +1,16 @@
-"""The loader under hostile input: only validation findings, never a crash or a traceback."""
+"""The loader under hostile input: only validation findings, never a crash or a traceback. A fixed
+number of derandomized examples (`tests.conftest.FUZZ`); FUZZ_EXAMPLES=N for a longer run."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from desired import DesiredStateError, check_desired_text
+from tests.conftest import FUZZ
 
 KEYS = [
     "apiVersion",
@@ -91,7 +93,7 @@ def _check(text: str) -> None:
             assert str(finding).startswith("fuzz.yaml:")
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
 @given(documents)
 def test_random_structures_give_findings_never_crashes(document: Any) -> None:
     _check(yaml.safe_dump(document, allow_unicode=True))
@@ -102,13 +104,13 @@ tokens = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@FUZZ
 @given(st.lists(tokens, max_size=60).map("".join))
 def test_random_text_gives_findings_never_crashes(text: str) -> None:
     _check(text)
 
 
-@settings(max_examples=100, deadline=None)
+@FUZZ
 @given(st.sampled_from(KEYS), st.sampled_from(KEYS), scalars, scalars)
 def test_anchors_aliases_and_duplicate_keys(first: str, second: str, a: Any, b: Any) -> None:
     body = yaml.safe_dump({"x": a}).strip().replace("x: ", "", 1)

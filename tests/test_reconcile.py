@@ -237,6 +237,31 @@ def test_an_operation_that_never_finishes_is_a_transient_failure_not_a_crash(
     assert "did not finish in time" in outcome.message
 
 
+def test_a_failed_poll_of_the_operation_is_retried_and_is_never_a_failed_rollout(
+    reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
+) -> None:
+    """GetOperation is a read: transient errors are retried; one that persists leaves the outcome unknown
+    (transient, read again next pass), never "the rollout failed" with its 300 s wait."""
+    reference.store.operation_polls = 2
+    reference.store.faults.fail_next("GetOperation", 1, grpc.StatusCode.INTERNAL)
+    reference.store.faults.fail_next("GetOperation", 1, grpc.StatusCode.UNAVAILABLE)
+    (outcome,) = reconcile(root_desired(), gateway, dry_run=False).outcomes
+    assert outcome.result is ApplyResult.APPLIED, outcome.message
+    assert reference.store.calls["GetOperation"] >= 4
+
+    reference.store.edit(
+        REFERENCE, lambda s: s.template.timeout.FromSeconds(300), principal="user:alice@example.com"
+    )
+    reference.store.faults.fail_next("GetOperation", 1, grpc.StatusCode.PERMISSION_DENIED)  # not retried
+    (outcome,) = reconcile(root_desired(), gateway, dry_run=False).outcomes
+    assert outcome.result is ApplyResult.FAILED and outcome.error_kind == "transient"
+    assert "polling its operation failed: PERMISSION_DENIED" in outcome.message
+    assert "rollout" not in outcome.message
+    assert client.get_service(name=REFERENCE).template.timeout.seconds == 3600  # it was stored all along
+    again = reconcile(root_desired(), gateway, dry_run=False)
+    assert again.outcomes[0].result is ApplyResult.UNCHANGED
+
+
 def test_a_revision_that_never_becomes_ready_is_failed_with_the_apis_message_and_not_retried(
     reference: Emulator, client: run_v2.ServicesClient, gateway: CloudRunServices
 ) -> None:

@@ -32,6 +32,11 @@ from desired.redaction import redact_env_value, redact_text
         ("sqlite:///work/sessions.db?_journal_mode=WAL", "sqlite:///work/sessions.db?_journal_mode=WAL"),
         ("mysql://root@localhost/db", "mysql://root@localhost/db"),
         ("contact ops@example.com about x", "contact ops@example.com about x"),
+        # a URL in another's query, and a no-break space inside a password (found by fuzzing)
+        ("https://h/x?target=postgres://u:pw@db", "https://h/x?target=postgres://u:***@db"),
+        ("postgres://u:p@h/db?next=https://a:b@c#f", "postgres://u:***@h/db?next=https://a:***@c#f"),
+        ("postgres://u:pw\u00a0x@h", "postgres://u:***@h"),
+        ("see\u00a0postgres://u:pw@h", "see\u00a0postgres://u:***@h"),
     ],
 )
 def test_credentials_are_masked_and_everything_else_kept(text: str, shown: str) -> None:
@@ -53,6 +58,12 @@ def test_values_named_like_secrets_are_masked_entirely(name: str) -> None:
 
 def test_secret_references_show_name_and_version_only() -> None:
     assert redact_env_value("DATABASE_URL", SecretRef(secret="db-url", version="3")) == "secret:db-url:3"
+
+
+def test_an_env_value_that_is_one_url_is_masked_whole_with_a_space_in_its_password() -> None:
+    shown = redact_env_value("DATABASE_URL", "postgresql://app:pa ss@/db?host=/cloudsql/p:r:i")
+    assert shown == "postgresql://app:***@/db?host=/cloudsql/p:r:i"
+    assert redact_env_value("NOTE", "mail ops@example.com: a:b") == "mail ops@example.com: a:b"
 
 
 def test_unset_is_shown_as_unset() -> None:

@@ -191,3 +191,24 @@ def test_sigterm_with_writes_in_flight_on_several_workers_exits_within_the_grace
         assert running.stop(timeout=8.0) == 0
         assert time.monotonic() - started < 6.0
         assert '"shutdown_abandoned"' in running.log()
+
+
+def test_run_started_on_an_invalid_file_stays_up_and_picks_up_the_fix(tmp_path: Path) -> None:
+    """A restart while a bad commit is checked out: no exit, no pass, the errors in /status; then the fix."""
+    path = tmp_path / "desired.yaml"
+    path.write_text(desired("3600s").replace("timeout: 3600s", "timeout: 4000s"))
+    with standalone("--seed", str(SEED)) as (address, _):
+        env = {**os.environ, "CLOUD_RUN_EMULATOR_HOST": address}
+        running = Running("--file", str(path), "--interval", "1s", "--poll", "0.2s", env=env)
+        gateway = CloudRunServices(services_client(address))
+        try:
+            assert running.get("/healthz")[0] == 200 and running.get("/readyz")[0] == 503
+            status = running.get("/status")[1]["controller"]["desiredFile"]
+            assert status["valid"] is False and "CR010" in status["errors"][0]
+            path.write_text(desired("3600s"))
+            eventually(lambda: running.get("/readyz")[0] == 200, "the first pass on the fixed file")
+            eventually(lambda: gateway.get_service(KEY).observed.timeout_seconds == 3600, "the apply")
+        finally:
+            gateway.close()
+            code = running.stop()
+        assert code == 0 and '"desired_file_invalid"' in running.log()

@@ -38,6 +38,9 @@ services:
 """
 
 
+ONLY_CAGENT = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
+
+
 @pytest.fixture
 def fleet(emulator: Emulator) -> Emulator:
     """cagent-api as found, and a second service `worker` like it."""
@@ -118,8 +121,7 @@ def test_backoff_grows_by_three_from_two_seconds_and_resets_after_a_success(
     fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
     clock = ManualClock()
-    text = desired_text().replace("  - name: worker\n    timeout: 3600s\n", "")
-    controller = make(tmp_path / "d.yaml", gateway, clock, text=text)
+    controller = make(tmp_path / "d.yaml", gateway, clock, text=ONLY_CAGENT)
     fleet.store.faults.fail_next("UpdateService", 4, grpc.StatusCode.UNAVAILABLE)
     controller.tick()
     updates_at = [clock.monotonic()]
@@ -144,6 +146,29 @@ def test_backoff_grows_by_three_from_two_seconds_and_resets_after_a_success(
     assert status["backoff"]["failures"] == 1 and status["backoff"]["retryInSeconds"] == 2.0
     next_pass(controller, clock)
     assert clock.monotonic() - failed_at == pytest.approx(2.0) and timeout_of(fleet) == 3600
+
+
+def test_retries_are_counted_by_reason_conflicts_and_writes_after_a_backoff(
+    fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    controller = make(tmp_path / "d.yaml", gateway, clock, text=ONLY_CAGENT)
+
+    def retries(reason: str) -> float | None:
+        return controller.metrics.registry.get_sample_value(
+            "cloudrun_reconciler_retries_total", {"reason": reason}
+        )
+
+    fleet.store.faults.fail_next("UpdateService", 2, grpc.StatusCode.ABORTED)
+    controller.tick()  # two stale etags, re-read and re-planned each time, then the write
+    assert timeout_of(fleet) == 3600 and fleet.store.calls["UpdateService"] == 3
+    assert (retries("conflict"), retries("backoff")) == (2.0, None)
+    set_timeout(fleet, 300)
+    fleet.store.faults.fail_next("UpdateService", 1, grpc.StatusCode.UNAVAILABLE)
+    next_pass(controller, clock)  # fails: backing off
+    assert retries("backoff") is None
+    next_pass(controller, clock)  # the write after the backoff
+    assert timeout_of(fleet) == 3600 and (retries("conflict"), retries("backoff")) == (2.0, 1.0)
 
 
 def test_a_permanent_error_waits_the_longest_backoff_and_a_spec_change_forgives_it(
@@ -183,6 +208,32 @@ def test_a_changed_file_is_applied_within_one_poll(
     controller.tick()
     assert timeout_of(fleet) == 1200 and timeout_of(fleet, OTHER) == 1200
     assert controller.passes == 2
+
+
+def test_a_file_invalid_at_start_is_reported_and_no_pass_runs_until_a_valid_one_arrives(
+    fleet: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    """An instance restarted while a bad commit is checked out waits for a fix instead of exiting."""
+    clock = ManualClock()
+    path = tmp_path / "d.yaml"
+    path.write_text(desired_text(timeout="1200s") + "    bogus: 1\n")
+    controller = Controller(
+        RunSettings(file=str(path), poll=2.0, workers=1), gateway, clock=clock, metrics=Metrics()
+    )
+    assert controller.load_or_wait() is None
+    for _ in range(3):
+        assert controller.tick() == pytest.approx(2.0)  # the next poll, not a busy loop
+        clock.advance(2.0)
+    assert controller.passes == 0 and not controller.ready and controller.healthy()
+    assert sum(fleet.store.calls.values()) == 0 and timeout_of(fleet) == 300
+    document = controller.status.document()["controller"]["desiredFile"]
+    assert document["valid"] is False and "CR002" in document["errors"][0]
+    assert controller.metrics.registry.get_sample_value("cloudrun_reconciler_desired_file_valid") == 0
+    assert not controller.request("cagent-api")  # nothing is declared yet
+    path.write_text(desired_text(timeout="1200s"))
+    controller.tick()  # polled: adopted, and a pass at once
+    assert controller.passes == 1 and timeout_of(fleet) == 1200 and timeout_of(fleet, OTHER) == 1200
+    assert controller.status.document()["controller"]["desiredFile"]["valid"] is True
 
 
 def test_an_invalid_file_is_kept_out_while_the_last_valid_state_is_served(
