@@ -300,6 +300,15 @@ def test_case_08_spelled_as_gcloud_has_it_holds_the_service_its_author_expected(
     assert deployed.template.execution_environment == UNSPECIFIED
 
 
+def test_case_08_mount_options_need_gcloud_beta() -> None:
+    words = _documented_spelling(_argv(GCSFUSE, "gcloud_argv"))[1:]  # the same, under GA gcloud
+    with pytest.raises(SeedError) as error:
+        _load_words(words)
+    assert _problems(error, "argv.yaml") == [
+        "gcloud_argv[5]: a cloud-storage volume takes mount-options only under `gcloud beta|alpha run deploy`"
+    ]
+
+
 def test_case_09_contradictory_throttling_is_refused_and_the_other_variant_holds_its_annotations(
     emulator: Emulator, client: run_v2.ServicesClient
 ) -> None:
