@@ -8,11 +8,10 @@ without an account (tests/test_gcloud_usage.py), and skip without one.
 
 from __future__ import annotations
 
-import ast
+import functools
 import shlex
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from emulator.seed_gcloud_flags import (
     SWITCHES,
     VALUE_FLAGS,
 )
-from tests.test_gcloud_usage import Command, gcloud_or_skip, problem
+from tests.test_gcloud_usage import Command, completion_tree, gcloud_or_skip, problem
 
 BASE = "run deploy svc-a --image=us-docker.pkg.dev/demo-project/repo-a/app-a:v1"
 
@@ -324,21 +323,18 @@ def _deploy_flags(tree: Mapping[str, Any], *track: str) -> Mapping[str, Any]:
     return flags
 
 
+@functools.cache
+def _tree() -> Mapping[str, Any]:
+    """The installed gcloud's command tree, read once (it is a large file)."""
+    return completion_tree(gcloud_or_skip())
+
+
 def _names(flags: Mapping[str, Any]) -> set[str]:
     return {flag.removeprefix("--") for flag in flags}
 
 
-def _completion_tree(gcloud: str) -> Mapping[str, Any]:
-    tree = Path(gcloud).resolve().parent.parent / "data" / "cli" / "gcloud_completions.py"
-    if not tree.exists():
-        pytest.skip(f"this gcloud ships no command tree at {tree}")
-    value = ast.literal_eval(tree.read_text().split("STATIC_COMPLETION_CLI_TREE =", 1)[1])
-    assert isinstance(value, dict)
-    return value
-
-
 def test_the_flag_tables_classify_every_flag_the_installed_gcloud_has_and_only_those() -> None:
-    tree = _completion_tree(gcloud_or_skip())
+    tree = _tree()
     ga, beta, alpha = (_deploy_flags(tree, *track) for track in ((), ("beta",), ("alpha",)))
     every = _names(ga) | _names(beta) | _names(alpha) | _names(tree["flags"])
     converted = VALUE_FLAGS | DICT_FLAGS | LIST_FLAGS | REPEATED_FLAGS | SWITCHES
@@ -357,16 +353,22 @@ def test_the_flag_tables_classify_every_flag_the_installed_gcloud_has_and_only_t
     } == set()
 
 
-# (flags, track, whether gcloud takes the command line while parsing it), as the converter expects
+def test_every_choice_gcloud_offers_loads() -> None:
+    ga = _deploy_flags(_tree())
+    choices = {flag: ga[f"--{flag}"] for flag in ("ingress", "execution-environment", "vpc-egress")}
+    assert all(isinstance(offered, list) and offered for offered in choices.values()), choices
+    for flag, offered in choices.items():
+        for choice in offered:
+            _load(f"--{flag}={choice}" + (" --vpc-connector=c" if flag == "vpc-egress" else ""))
+
+
+# (flags, track, whether gcloud takes the command line while parsing it), as the converter expects; what
+# the command tree settles (which flags a track has, the choices) is checked above without running gcloud.
 GCLOUD_PARSES = [
-    ("--min=2", "", True),
-    ("--max=2", "", False),
-    ("--max=2", "beta", True),
+    ("--min=2 --timeout=PT5M --platform=managed --port=default", "", True),
     ("--no-quiet", "", False),
     ("--set-env-vars=A=1 --update-env-vars=B=2", "", False),
     ("--set-env-vars=A=1 --set-env-vars=A=1", "", False),
-    ("--ingress=none", "", False),
-    ("--timeout=PT5M --platform=managed --port=default", "", True),
 ]
 
 
