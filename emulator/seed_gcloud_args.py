@@ -4,22 +4,32 @@ Owns the command-line grammar the gcloud seed shape needs: `--flag=value` and `-
 and their `--no-` forms, the one positional SERVICE, and gcloud's value syntaxes (`KEY=VALUE,...` dicts
 and lists with the `^DELIM^` escape of `gcloud topic escaping`, durations such as `10m5s`, instance counts
 or `default`). Where gcloud would keep the last of two contradictory flags, this reports both instead:
-a seed never guesses. Flag names and kinds follow `googlecloudsdk/command_lib/run/flags.py`.
+a seed never guesses; where gcloud refuses (a key given in two repeats, two flags of one group), so does
+this. Which flags there are, and of which kind, is `emulator.seed_gcloud_flags`.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from emulator.seed_gcloud_flags import (
+    DICT_FLAGS,
+    EXCLUSIVE,
+    HINTS,
+    LIST_FLAGS,
+    NO_NEGATION,
+    NOT_CONVERTED,
+    REPEATED_FLAGS,
+    SWITCHES,
+    VALUE_FLAGS,
+)
 from emulator.seed_reader import Problems, item
 
 __all__ = [
-    "PRERELEASE_FLAGS",
-    "SWITCHES",
-    "VALUE_FLAGS",
     "CommandLine",
     "parse_count",
     "parse_dict",
@@ -28,29 +38,12 @@ __all__ = [
     "read_words",
 ]
 
-# Flags of `gcloud run deploy` that take a value; a repeated one is merged or refused where it is read.
-# fmt: off
-VALUE_FLAGS = frozenset({
-    "image", "platform", "project", "region", "revision-suffix", "description", "labels", "ingress",
-    "timeout", "concurrency", "min-instances", "max-instances", "min", "max", "cpu", "memory", "port",
-    "command", "args", "set-env-vars", "update-env-vars", "set-secrets", "update-secrets",
-    "service-account", "execution-environment", "add-volume", "add-volume-mount",
-    "add-cloudsql-instances", "set-cloudsql-instances", "vpc-connector", "vpc-egress",
-})
-# fmt: on
-SWITCHES = frozenset(
-    {"allow-unauthenticated", "async", "cpu-boost", "cpu-throttling", "quiet", "session-affinity"}
+_NUMBER = r"(\d+(?:[.,]\d*)?|[.,]\d+)"
+# gcloud's durations (`times.ParseDuration`): ISO 8601 with the P and T optional, any case, fractions allowed.
+_DURATION = re.compile(
+    rf"P?(?:{_NUMBER}W)?(?:{_NUMBER}D)?T?(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S|{_NUMBER}MS)?", re.I
 )
-_NO_NEGATION = frozenset({"quiet"})  # gcloud's global --quiet has no --no-quiet
-# Flags only `gcloud beta|alpha run deploy` has.
-PRERELEASE_FLAGS = frozenset({"min", "max"})
-# Spellings seen in the field that gcloud does not have, with what to write instead.
-_HINTS = {
-    "add-gcs-bucket": "a Cloud Storage volume is --add-volume=name=NAME,type=cloud-storage,bucket=BUCKET "
-    "with --add-volume-mount=volume=NAME,mount-path=PATH",
-    "gcs-fuse-flags": "gcsfuse flags go in --add-volume as mount-options=FLAG1;FLAG2 (semicolons)",
-}
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.IGNORECASE)
+_DURATION_UNITS = (7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 @dataclass
@@ -73,6 +66,37 @@ class CommandLine:
             )
         return given[-1][::-1] if given else None
 
+    def pairs(self, name: str) -> dict[str, tuple[str, str]]:
+        """KEY -> (VALUE, path) of a key=value flag, merged across its repeats as gcloud merges them; a key
+        in two of them is refused, as gcloud refuses it ("cannot be specified multiple times")."""
+        found: dict[str, tuple[str, str]] = {}
+        for where, text in self.values.get(name, []):
+            for key, value in parse_dict(text, where, self.problems).items():
+                if key in found:
+                    self.problems.add(
+                        where,
+                        f"--{name}: {key!r} cannot be specified multiple times "
+                        f"({found[key][0]!r} at {found[key][1]}, {value!r} here)",
+                    )
+                else:
+                    found[key] = (value, where)
+        return found
+
+    def items(self, name: str) -> list[str] | None:
+        """The items of a list flag, merged across its repeats; an item given twice is refused, as gcloud
+        refuses it. None: not given (an empty value is given, and clears)."""
+        given = self.values.get(name)
+        if not given:
+            return None
+        found: list[str] = []
+        for where, text in given:
+            for part in parse_list(text):
+                if part in found:
+                    self.problems.add(where, f"--{name}: {part!r} cannot be specified multiple times")
+                else:
+                    found.append(part)
+        return found
+
     def switch(self, name: str) -> tuple[bool, str] | None:
         given = self.switches.get(name, [])
         if len({on for _, on in given}) > 1:
@@ -83,6 +107,10 @@ class CommandLine:
                 "a seed refuses to guess",
             )
         return (given[-1][1], given[-1][0]) if given else None
+
+
+_TAKES_VALUE = VALUE_FLAGS | DICT_FLAGS | LIST_FLAGS | REPEATED_FLAGS
+_KNOWN = sorted(_TAKES_VALUE | SWITCHES | NOT_CONVERTED.keys())
 
 
 def read_words(words: Sequence[str], start: int, path: str, problems: Problems) -> CommandLine:
@@ -103,7 +131,7 @@ def read_words(words: Sequence[str], start: int, path: str, problems: Problems) 
         name, has_value, value = word.removeprefix("--").partition("=")
         if not word.startswith("--"):
             problems.add(where, f"unknown flag {word}")
-        elif name in VALUE_FLAGS:
+        elif name in _TAKES_VALUE:
             if not has_value:
                 if index < len(words) and not words[index].startswith("--"):
                     value, index = words[index], index + 1
@@ -111,16 +139,33 @@ def read_words(words: Sequence[str], start: int, path: str, problems: Problems) 
                     problems.add(where, f"--{name} needs a value")
                     continue
             line.values[name].append((where, value))
-        elif name in SWITCHES or name.removeprefix("no-") in SWITCHES - _NO_NEGATION:
+        elif name in SWITCHES or name.removeprefix("no-") in SWITCHES - NO_NEGATION:
             if has_value:
                 problems.add(where, f"--{name} takes no value")
             line.switches[name.removeprefix("no-")].append((where, not name.startswith("no-")))
         else:
-            hint = _HINTS.get(name)
+            problems.add(where, _unknown(name))
+    for group in EXCLUSIVE:
+        if len(given := [flag for flag in group if flag in line.values]) > 1:
+            first, *others = given
             problems.add(
-                where, f"unknown flag --{name}" + (f": {hint}" if hint else " of `gcloud run deploy`")
+                line.values[others[0]][0][0],
+                f"at most one of --{' | --'.join(group)}: gcloud refuses --{first} with --{others[0]}",
             )
     return line
+
+
+def _unknown(name: str) -> str:
+    """Why a flag is not taken: what gcloud has it for, or the likely flag meant."""
+    for known in (name, name.removeprefix("no-")):
+        if known in NOT_CONVERTED:
+            return NOT_CONVERTED[known]
+    if name in HINTS:
+        return f"unknown flag --{name}: {HINTS[name]}"
+    close = difflib.get_close_matches(name, _KNOWN, n=1)
+    return f"unknown flag --{name} of `gcloud run deploy`" + (
+        f"; did you mean --{close[0]}?" if close else ""
+    )
 
 
 def _split(text: str) -> list[str]:
@@ -136,11 +181,14 @@ def parse_list(text: str) -> list[str]:
 
 
 def parse_dict(text: str, where: str, problems: Problems) -> dict[str, str]:
-    """`KEY=VALUE,...` (a value may hold `=`); a key without a value or given twice is a problem."""
+    """`KEY=VALUE,...` (a value may hold `=`); an empty item, a key without a value or a key given twice
+    with different values is a problem."""
     found: dict[str, str] = {}
-    for part in parse_list(text):
+    for part in _split(text):
         key, has_value, value = part.partition("=")
-        if not has_value:
+        if not part:
+            problems.add(where, f"{text!r} has an empty item (gcloud: Invalid flag value [])")
+        elif not has_value:
             problems.add(where, f"{part!r} is not KEY=VALUE")
         elif key in found and found[key] != value:
             problems.add(where, f"{key} given twice with different values; a seed refuses to guess")
@@ -150,15 +198,22 @@ def parse_dict(text: str, where: str, problems: Problems) -> dict[str, str]:
 
 
 def parse_duration(text: str, where: str, problems: Problems) -> int | None:
-    """Seconds of a gcloud duration: `300`, `300s`, `5m`, `1h`, `10m5s`."""
+    """Whole seconds of a gcloud duration: `300` (seconds), `300s`, `5m`, `1.5h`, `10m5s`, `PT5M`, `1d`."""
     if text.isdigit():
-        return int(text)
-    match = _DURATION.fullmatch(text)
-    if match is None or not any(match.groups()):
-        problems.add(where, f"expected a duration such as 300, 300s, 5m or 1h, got {text!r}")
+        seconds: float = int(text)
+    elif (match := _DURATION.fullmatch(text)) is None or not any(match.groups()):
+        problems.add(where, f"expected a duration such as 300, 300s, 5m, 1.5h or PT1H, got {text!r}")
         return None
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    else:
+        amounts = (float(group.replace(",", ".")) if group else 0.0 for group in match.groups())
+        seconds = sum(amount * unit for amount, unit in zip(amounts, _DURATION_UNITS, strict=True))
+    if seconds < 1:
+        problems.add(where, f"must be at least 1s (gcloud's lower bound), got {text!r}")
+        return None
+    if seconds != int(seconds):
+        problems.add(where, f"{text!r} is {seconds:g}s: Cloud Run's timeout is whole seconds")
+        return None
+    return int(seconds)
 
 
 def parse_count(text: str, where: str, problems: Problems) -> int | None:

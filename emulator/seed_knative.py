@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from emulator.seed_knative_containers import containers, volumes
+from emulator.seed_knative_containers import containers, secret_aliases, volumes
 from emulator.seed_reader import Node, Problems, at
 
 __all__ = ["EGRESS", "GENERATIONS", "INGRESS", "KNATIVE_API_VERSION", "choice", "knative_service", "reserved"]
@@ -39,6 +39,41 @@ EGRESS = {"all-traffic": "ALL_TRAFFIC", "private-ranges-only": "PRIVATE_RANGES_O
 _SERVICE_OUTPUT = {"run.googleapis.com/ingress-status", "run.googleapis.com/operation-id"}
 _TEMPLATE_OUTPUT = {"run.googleapis.com/client-name", "run.googleapis.com/client-version"}
 _TEMPLATE_OUTPUT_LABELS = {"run.googleapis.com/startupProbeType"}  # the server's marker of a default probe
+_REVISION_UNDER = "it belongs under spec.template.metadata.annotations"
+_SERVICE_UNDER = "it belongs under metadata.annotations"
+# The other level's annotations, refused where they are with where they belong (the YAML reference puts the
+# service-wide instance counts on the Service, a revision's on its template).
+_ON_SERVICE = {
+    **{
+        f"run.googleapis.com/{key}": f"a revision's annotation: {_REVISION_UNDER}"
+        for key in (
+            "execution-environment",
+            "cpu-throttling",
+            "startup-cpu-boost",
+            "container-dependencies",
+            "cloudsql-instances",
+            "vpc-access-connector",
+            "vpc-access-egress",
+            "sessionAffinity",
+        )
+    },
+    **{
+        f"autoscaling.knative.dev/{key}": f"a revision's annotation: {_REVISION_UNDER}; "
+        f"the service-wide count is run.googleapis.com/{key}"
+        for key in ("minScale", "maxScale")
+    },
+}
+_ON_REVISION = {
+    **{
+        f"run.googleapis.com/{key}": f"a service's annotation: {_SERVICE_UNDER}"
+        for key in ("ingress", "launch-stage", "description")
+    },
+    **{
+        f"run.googleapis.com/{key}": f"a service's annotation: {_SERVICE_UNDER}; "
+        f"a revision's count is autoscaling.knative.dev/{key}"
+        for key in ("minScale", "maxScale")
+    },
+}
 _Take = Callable[[str], tuple[str | None, str]]  # an annotation's value (taken out) and its path
 
 
@@ -65,7 +100,7 @@ def knative_service(document: Node, *, project: str | None, location: str | None
     spec = document.child("spec")
     template = None if spec is None else spec.child("template")
     if spec is None or template is None:
-        document.problem("spec.template", "required: the revision template")
+        document.problem(("spec", "template"), "required: the revision template")
     else:
         service["template"] = _template(template)
         if traffic := [_traffic(target) for target in spec.children("traffic")]:
@@ -82,10 +117,11 @@ def _metadata(node: Node, service: dict[str, Any], project: str | None, location
     project = node.text("namespace") or project
     labels = node.text_map("labels")
     location = labels.pop(LOCATION_LABEL, None) or location
+    missing: tuple[str, ...]
     for missing, value, reason in (
-        ("name", name, "required"),
-        ("namespace", project, "no project: give metadata.namespace or a default project"),
-        (f"labels[{LOCATION_LABEL}]", location, "no region: give this label or a default region"),
+        (("name",), name, "required"),
+        (("namespace",), project, "no project: give metadata.namespace or a default project"),
+        (("labels", LOCATION_LABEL), location, "no region: give this label or a default region"),
     ):
         if value is None:
             node.problem(missing, reason)
@@ -132,7 +168,7 @@ def _service_annotations(
         service["urls"] = _json_strings(urls, at(path, "run.googleapis.com/urls"), p)
     for key in _SERVICE_OUTPUT:
         annotations.pop(key, None)
-    if user := _user_keys(path, annotations, p, "annotation"):
+    if user := _user_keys(path, annotations, p, "annotation", _ON_SERVICE):
         service["annotations"] = user
 
 
@@ -222,10 +258,13 @@ def _template_annotations(
         template.setdefault("volumes", []).append(
             {"name": "cloudsql", "cloudSqlInstance": {"instances": instances}}
         )
+    value, where = take("run.googleapis.com/secrets")
+    if value is not None:
+        secret_aliases(value, where, template, p)
     _vpc_and_affinity(take, template, p)
     for key in _TEMPLATE_OUTPUT:
         annotations.pop(key, None)
-    if user := _user_keys(path, annotations, p, "annotation"):
+    if user := _user_keys(path, annotations, p, "annotation", _ON_REVISION):
         template["annotations"] = user
 
 
@@ -296,10 +335,18 @@ def _status(node: Node, service: dict[str, Any]) -> None:
     node.finish()
 
 
-def _user_keys(path: str, found: dict[str, str], p: Problems, what: str) -> dict[str, str]:
-    """Labels or annotations a user may set; a reserved key the mapping does not know is a problem."""
+def _user_keys(
+    path: str, found: dict[str, str], p: Problems, what: str, elsewhere: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Labels or annotations a user may set; a reserved key the mapping does not know is a problem, and
+    one that belongs at the other level (`elsewhere`) says so."""
     for key in [key for key in found if reserved(key)]:
-        p.add(at(path, key), f"{what} in a reserved namespace that has no v2 field the emulator knows")
+        p.add(
+            at(path, key),
+            (elsewhere or {}).get(
+                key, f"{what} in a reserved namespace that has no v2 field the emulator knows"
+            ),
+        )
         del found[key]
     return found
 

@@ -2,22 +2,25 @@
 
 Owns the field-by-field mapping of `spec.template.spec.containers[]` and `volumes[]` from the v1 shape
 (`gcloud run services describe --format=yaml`, `gcloud run services replace`) to v2: env with Secret
-Manager references, resource limits, ports, probes, mounts, and volumes (secret, in-memory emptyDir, Cloud
-Storage FUSE and Cloud SQL through CSI, NFS). Anything Cloud Run cannot hold (a ConfigMap reference,
+Manager references (another project's through the `run.googleapis.com/secrets` aliases), resource
+limits, ports, probes, mounts, and volumes (secret, in-memory emptyDir, Cloud Storage FUSE and Cloud SQL
+through CSI, NFS). Anything Cloud Run cannot hold (a ConfigMap reference,
 resource requests, `envFrom`) is a problem at its path, never dropped. Volume shapes follow gcloud's own
 v1/v2 builders (`googlecloudsdk/command_lib/run/volumes.py`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from emulator.seed_reader import Node
+from emulator.seed_reader import Node, Problems
 
-__all__ = ["GCSFUSE_DRIVER", "containers", "volumes"]
+__all__ = ["GCSFUSE_DRIVER", "containers", "secret_aliases", "volumes"]
 
 GCSFUSE_DRIVER = "gcsfuse.run.googleapis.com"
 CLOUDSQL_DRIVER = "cloudsql.run.googleapis.com"
+_REMOTE_SECRET = re.compile(r"projects/[0-9]{1,19}/secrets/[a-zA-Z0-9_-]{1,255}")
 _UNSUPPORTED_ENV_SOURCE = (
     "unsupported source: Cloud Run takes a plain `value` or `valueFrom.secretKeyRef` (Secret Manager)"
 )
@@ -65,9 +68,11 @@ def _env(node: Node) -> dict[str, Any]:
         entry["value"] = value
     if (source := node.child("valueFrom")) is not None:
         if (secret := source.child("secretKeyRef")) is not None:
-            reference = {"secret": secret.text("name"), "version": secret.text("key") or "latest"}
+            reference = {"secret": secret.text("name"), "version": secret.text("key")}
             if reference["secret"] is None:
                 secret.problem("name", "required: the Secret Manager secret")
+            if reference["version"] is None:  # v1's SecretKeySelector.key: "Required"
+                secret.problem("key", "required: the secret's version ('latest', a number or an alias)")
             entry["valueSource"] = {"secretKeyRef": reference}
             secret.finish()
         for unsupported in ("configMapKeyRef", "fieldRef", "resourceFieldRef"):
@@ -163,8 +168,8 @@ def _volume(node: Node) -> dict[str, Any]:
         if (read_only := nfs.flag("readOnly")) is not None:
             volume["nfs"]["readOnly"] = read_only
         nfs.finish()
-    if len(volume) != 2:
-        node.problem("", "a volume needs exactly one source: secret, emptyDir, csi or nfs")
+    if len([source for source in ("secret", "emptyDir", "csi", "nfs") if node.has(source)]) != 1:
+        node.problem((), "a volume needs exactly one source: secret, emptyDir, csi or nfs")
     node.finish()
     return volume
 
@@ -215,10 +220,31 @@ def _csi(node: Node) -> dict[str, Any]:
         if options := attributes.pop("mountOptions", ""):
             gcs["mountOptions"] = [option.strip() for option in options.split(",") if option.strip()]
         for key in attributes:
-            node.problem(f"volumeAttributes[{key}]", "unknown attribute of the Cloud Storage FUSE driver")
+            node.problem(("volumeAttributes", key), "unknown attribute of the Cloud Storage FUSE driver")
         return {"gcs": gcs}
     if driver == CLOUDSQL_DRIVER:
         instances = attributes.pop("instances", "")
         return {"cloudSqlInstance": {"instances": [i.strip() for i in instances.split(",") if i.strip()]}}
     node.problem("driver", f"unknown CSI driver {driver!r}: expected {GCSFUSE_DRIVER} or {CLOUDSQL_DRIVER}")
     return {}
+
+
+def secret_aliases(text: str, where: str, template: dict[str, Any], p: Problems) -> None:
+    """`run.googleapis.com/secrets: ALIAS:projects/NUMBER/secrets/NAME,...`: v1 names a secret of another
+    project by an alias; v2 names it in full, so each reference to an alias becomes the secret's name."""
+    aliases: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        alias, _, secret = pair.partition(":")
+        if not alias or not _REMOTE_SECRET.fullmatch(secret):
+            p.add(where, f"{pair!r} is not ALIAS:projects/NUMBER/secrets/NAME")
+        else:
+            aliases[alias] = secret
+    references = [
+        entry["valueSource"]["secretKeyRef"]
+        for container in template["containers"]
+        for entry in container.get("env", [])
+        if "valueSource" in entry
+    ]
+    references += [volume["secret"] for volume in template.get("volumes", []) if "secret" in volume]
+    for reference in references:
+        reference["secret"] = aliases.get(reference["secret"], reference["secret"])

@@ -73,8 +73,13 @@ class Node:
     def has(self, key: str) -> bool:
         return key in self.value
 
-    def problem(self, key: str, reason: str) -> None:
-        self.problems.add(self.at(key), reason)
+    def problem(self, key: str | tuple[str, ...], reason: str) -> None:
+        """A problem at `key` under this mapping (a tuple: keys below it, as `("labels", NAME)`; `()`: the
+        mapping itself)."""
+        path = self.path
+        for part in (key,) if isinstance(key, str) else key:
+            path = at(path, part)
+        self.problems.add(path, reason)
 
     def raw(self, key: str) -> Any:
         self._taken.add(key)

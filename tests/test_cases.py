@@ -1,6 +1,7 @@
-"""The v2-shaped field cases (tests/fixtures/cases, copied from the project's shared notes): each seeds the
-emulator, reads back with its unusual parts intact, plans clean against its own export, and takes exactly
-one change when one owned field differs, leaving every other field as it was."""
+"""The v2-shaped field cases (tests/fixtures/cases/*-v2-*, copied from the project's shared notes): each seeds
+the emulator, reads back with its unusual parts intact, plans clean against its own export, and takes exactly
+one change when one owned field differs, leaving every other field as it was. Every case, whatever its shape,
+is read through the seed loader in tests/test_seeds.py."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from desired import ServiceKey, check_desired_text
 from emulator import Emulator, service_from_dict
 from tests.conftest import without_output_only
 
-CASES = sorted((Path(__file__).parent / "fixtures" / "cases").glob("*.yaml"))
+CASES = sorted((Path(__file__).parent / "fixtures" / "cases").glob("*-v2-*.yaml"))
 
 
 def _seed(emulator: Emulator, path: Path) -> ServiceKey:

@@ -289,7 +289,7 @@ def test_the_command_the_plan_gives_for_pinned_traffic_is_valid_usage() -> None:
     assert len(commands) == 1 and problems(commands) == []
 
 
-def _completion_tree(gcloud: str) -> Mapping[str, Any]:
+def completion_tree(gcloud: str) -> Mapping[str, Any]:
     """gcloud's own command tree: every command and its flags, as the installed SDK ships it."""
     tree = Path(gcloud).resolve().parent.parent / "data" / "cli" / "gcloud_completions.py"
     if not tree.exists():
@@ -300,7 +300,7 @@ def _completion_tree(gcloud: str) -> Mapping[str, Any]:
 
 
 def test_the_recorders_flag_table_lists_only_flags_the_installed_gcloud_has() -> None:
-    tree = _completion_tree(gcloud_or_skip())
+    tree = completion_tree(gcloud_or_skip())
     assert set(tree["flags"]) >= GLOBAL_FLAGS, sorted(GLOBAL_FLAGS - set(tree["flags"]))
     unknown = {}
     for path, flags in GCLOUD_FLAGS.items():
