@@ -27,7 +27,7 @@ from controller.escalation import (
     is_latched,
     revision_error_ratio,
 )
-from controller.metrics import Metrics
+from controller.metrics import Metrics, service_labels
 from controller.plan import ServicePlan
 from controller.reconcile import ApplyResult, ServiceOutcome
 from controller.status import StatusBoard
@@ -96,7 +96,7 @@ class EscalationReport:
         wall: datetime,
     ) -> None:
         """Conditions Escalated, NoData and Degraded; the signals and the escalation in status and metrics."""
-        key, observed, name = spec.key, plan.observed, spec.name
+        key, observed = spec.key, plan.observed
         escalation = spec.escalation
         assert escalation is not None
         board = self.status
@@ -110,7 +110,7 @@ class EscalationReport:
         if outcome.escalation == "failed":
             self.failed[key] = outcome.message
         if outcome.escalation in ("escalated", "failed"):
-            self.metrics.escalations.labels(name, outcome.escalation).inc()
+            self.metrics.escalations.labels(*service_labels(key), outcome.escalation).inc()
         latched = is_latched(observed)
         failure = observed.failure if observed is not None and latched else ""
         evidence: Any = None
@@ -144,7 +144,7 @@ class EscalationReport:
             state, value = "SQLite", 0
             verdict = decision.verdict.value if decision else "NotRead"
             condition("Escalated", False, verdict, decision.reason if decision else "signals not read")
-        self.metrics.child(self.metrics.escalation, name).set(value)
+        self.metrics.child(self.metrics.escalation, *service_labels(key)).set(value)
         no_data = decision is not None and decision.verdict is Verdict.NO_DATA
         condition(
             "NoData",
@@ -155,7 +155,7 @@ class EscalationReport:
         windows = [judged.window for judged in decision.windows] if decision else []
         ratio = error_ratio(windows)
         if ratio is not None:
-            self.metrics.child(self.metrics.error_ratio, name).set(ratio)
+            self.metrics.child(self.metrics.error_ratio, *service_labels(key)).set(ratio)
         self._degraded(spec, windows, ratio, condition)
         board.sections(
             key,
@@ -179,7 +179,7 @@ class EscalationReport:
         self.status.condition(
             spec.key, "Escalated", True, "LatchedUndeclared", message, generation=generation, now=wall
         )
-        self.metrics.escalation.labels(spec.name).set(1)
+        self.metrics.child(self.metrics.escalation, *service_labels(spec.key)).set(1)
         self.status.sections(spec.key, escalation={"state": "Escalated", "evidence": None})
 
     def _degraded(

@@ -15,9 +15,20 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["Metrics"]
+from desired import ServiceKey
+
+__all__ = ["SERVICE", "Metrics", "service_labels"]
 
 _PREFIX = "cloudrun_reconciler"
+# A service is named by all three: one name can stand in several projects and regions.
+SERVICE = ["service", "project", "region"]
+
+
+def service_labels(key: ServiceKey) -> tuple[str, str, str]:
+    """The values of `SERVICE` for one service."""
+    return key.name, key.project, key.region
+
+
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the `_created` series double what is served and say nothing an operator needs
 
 
@@ -38,13 +49,13 @@ class Metrics:
         self.drift = Counter(
             f"{_PREFIX}_drift",
             "Drifted fields found, by service and field path",
-            ["service", "field"],
+            [*SERVICE, "field"],
             registry=r,
         )
         self.applies = Counter(
             f"{_PREFIX}_applies",
             "Service updates by result (applied, failed)",
-            ["service", "result"],
+            [*SERVICE, "result"],
             registry=r,
         )
         self.errors = Counter(
@@ -69,28 +80,28 @@ class Metrics:
         self.in_sync = Gauge(
             f"{_PREFIX}_service_in_sync",
             "1 when the service matched its desired state",
-            ["service"],
+            SERVICE,
             registry=r,
         )
         self.held_fields = Gauge(
-            f"{_PREFIX}_flap_held_fields", "Fields the flap guard stopped correcting", ["service"], registry=r
+            f"{_PREFIX}_flap_held_fields", "Fields the flap guard stopped correcting", SERVICE, registry=r
         )
         self.escalation = Gauge(
             f"{_PREFIX}_escalation_state",
             "Escalation state per service: 0 SQLite, 1 escalated to Cloud SQL, -1 escalation failed",
-            ["service"],
+            SERVICE,
             registry=r,
         )
         self.escalations = Counter(
             f"{_PREFIX}_escalations",
             "Escalations to Cloud SQL by result (escalated, failed)",
-            ["service", "result"],
+            [*SERVICE, "result"],
             registry=r,
         )
         self.error_ratio = Gauge(
             f"{_PREFIX}_service_5xx_ratio",
             "Share of requests answered 5xx in the newest signal window",
-            ["service"],
+            SERVICE,
             registry=r,
         )
         self.desired_valid = Gauge(

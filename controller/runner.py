@@ -39,7 +39,7 @@ from controller.escalation import (
 )
 from controller.escalation_status import EscalationReport
 from controller.flap import FlapGuard, FlapPolicy, Hold
-from controller.metrics import Metrics
+from controller.metrics import Metrics, service_labels
 from controller.plan import PlanMemo, PlanStatus, ServicePlan
 from controller.reconcile import ApplyResult, PassResult, ServiceOutcome, ServicesGateway, reconcile
 from controller.schedule import Backoff, BackoffPolicy, jittered
@@ -438,12 +438,12 @@ class Controller:
 
     def _account(self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, now: float) -> None:
         """Metrics and backoff for one service's part of a pass."""
-        name = spec.name
+        name, ids = spec.name, service_labels(spec.key)
         for change in plan.changes:
-            self.metrics.drift.labels(name, change.path).inc()
-        self.metrics.child(self.metrics.in_sync, name).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
+            self.metrics.drift.labels(*ids, change.path).inc()
+        self.metrics.child(self.metrics.in_sync, *ids).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
-            self.metrics.applies.labels(name, outcome.result.value).inc()
+            self.metrics.applies.labels(*ids, outcome.result.value).inc()
             if spec.key in self._backoff:
                 self.metrics.retries.labels("backoff").inc()
         if outcome.conflicts:
@@ -494,7 +494,9 @@ class Controller:
                     writer=engaged.writer,
                     reverts=engaged.reverts,
                 )
-        self.metrics.child(self.metrics.held_fields, spec.name).set(len(self._flap.held(spec.key)))
+        self.metrics.child(self.metrics.held_fields, *service_labels(spec.key)).set(
+            len(self._flap.held(spec.key))
+        )
 
     def _report(
         self, spec: ServiceSpec, plan: ServicePlan, outcome: ServiceOutcome, wall: Any, at: str

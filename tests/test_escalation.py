@@ -43,6 +43,8 @@ STORAGE = "logging.googleapis.com/user/cagent_sqlite_storage_errors"
 CLOUD_SQL = "demo-project:us-central1:cagent-sessions"
 IMAGE = "us-docker.pkg.dev/demo-project/agents/cagent-api:2026.11.3"
 
+WHERE = 'project="demo-project",region="us-central1"'  # the labels naming a service besides its name
+
 
 # --- the decision, a pure function ---------------------------------------------------------------------
 
@@ -313,8 +315,11 @@ def test_a_sustained_breach_escalates_once_in_one_update_and_stays_across_restar
     }
     assert story.controller.metrics is not None
     text = story.controller.metrics.render().decode()
-    assert 'cloudrun_reconciler_escalations_total{result="escalated",service="cagent-api"} 1.0' in text
-    assert 'cloudrun_reconciler_escalation_state{service="cagent-api"} 1.0' in text
+    assert (
+        f'cloudrun_reconciler_escalations_total{{{WHERE},result="escalated",service="cagent-api"}} 1.0'
+        in text
+    )
+    assert f'cloudrun_reconciler_escalation_state{{{WHERE},service="cagent-api"}} 1.0' in text
 
     story.minute(100)  # healthy again: the latch holds
     story.minute(None)  # and no data changes nothing either
@@ -356,7 +361,7 @@ def test_the_5xx_ratio_is_shown_and_degraded_names_a_revision_this_controller_cr
     signals = story.controller.status.document()["services"][0]["signals"]
     assert signals["errorRatio"] == pytest.approx(0.3)
     text = story.controller.metrics.render().decode()
-    assert 'cloudrun_reconciler_service_5xx_ratio{service="cagent-api"} 0.3' in text
+    assert f'cloudrun_reconciler_service_5xx_ratio{{{WHERE},service="cagent-api"}} 0.3' in text
     story.start()  # a controller that created nothing sees only the service's ratio
     story.minute(100, errors_5xx=30)
     assert story.condition("Degraded")["reason"] == "ErrorRatio"
@@ -413,7 +418,9 @@ def test_a_revision_that_never_becomes_ready_is_escalation_failed_and_not_retrie
     assert story.emulator.store.calls["UpdateService"] == updates + 1, "not retried in a loop"
     assert story.condition("Escalated")["reason"] == "EscalationFailed"
     text = story.controller.metrics.render().decode()
-    assert 'cloudrun_reconciler_escalations_total{result="failed",service="cagent-api"} 1.0' in text
+    assert (
+        f'cloudrun_reconciler_escalations_total{{{WHERE},result="failed",service="cagent-api"}} 1.0' in text
+    )
 
 
 def test_a_transient_failure_of_the_escalation_is_tried_again_not_escalation_failed(story: Story) -> None:
@@ -431,7 +438,10 @@ def test_a_transient_failure_of_the_escalation_is_tried_again_not_escalation_fai
     assert story.emulator.store.calls["UpdateService"] == updates + 2  # the refused one and the one
     assert story.condition("Escalated")["reason"] == "Latched"
     text = story.controller.metrics.render().decode()
-    assert 'cloudrun_reconciler_escalations_total{result="escalated",service="cagent-api"} 1.0' in text
+    assert (
+        f'cloudrun_reconciler_escalations_total{{{WHERE},result="escalated",service="cagent-api"}} 1.0'
+        in text
+    )
     assert 'escalations_total{result="failed"' not in text
 
 

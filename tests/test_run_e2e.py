@@ -23,6 +23,7 @@ from tests.conftest import REFERENCE, as_found_services
 from tests.processes import SEED, Running, admin_address, eventually, http, standalone
 
 KEY = ServiceKey(project="demo-project", region="us-central1", name="cagent-api")
+WHERE = {"service": "cagent-api", "project": "demo-project", "region": "us-central1"}  # metric labels
 PASSWORD, TOKEN = "pa55-w0rd-xyz", "tok-9f8e7d6c5b4a"
 
 
@@ -80,18 +81,12 @@ def test_run_heals_an_out_of_band_edit_and_applies_a_file_edit(tmp_path: Path) -
             text = eventually(
                 lambda: (
                     (t := running.get("/metrics")[1])
-                    and metric(t, "cloudrun_reconciler_applies_total", service="cagent-api", result="applied")
-                    >= 2
+                    and metric(t, "cloudrun_reconciler_applies_total", **WHERE, result="applied") >= 2
                     and t
                 ),
                 "two applies counted",
             )
-            assert (
-                metric(
-                    text, "cloudrun_reconciler_drift_total", service="cagent-api", field="template.timeout"
-                )
-                >= 2
-            )
+            assert metric(text, "cloudrun_reconciler_drift_total", **WHERE, field="template.timeout") >= 2
             assert metric(text, "cloudrun_reconciler_api_calls_total", method="UpdateService", code="OK") >= 2
             # a GitOps edit: picked up within a poll, no webhook
             path.write_text(desired("1800s"))

@@ -25,6 +25,8 @@ from tests.conftest import REFERENCE, as_found_services
 
 OTHER = REFERENCE.replace("cagent-api", "worker")
 
+WHERE = 'project="demo-project",region="us-central1"'  # the labels naming a service besides its name
+
 
 def desired_text(timeout: str = "3600s", extra: str = "") -> str:
     return f"""\
@@ -281,7 +283,10 @@ def test_the_flap_guard_engages_names_the_writer_and_releases_on_a_spec_change(
     conflict = condition(controller, "Conflict")
     assert conflict["status"] == "True" and conflict["reason"] == "FlapGuard"
     assert "template.timeout was changed back by user:deploy-bot@example.com" in conflict["message"]
-    assert b'cloudrun_reconciler_flap_held_fields{service="cagent-api"} 1.0' in controller.metrics.render()
+    assert (
+        f'cloudrun_reconciler_flap_held_fields{{{WHERE},service="cagent-api"}} 1.0'.encode()
+        in controller.metrics.render()
+    )
     assert timeout_of(fleet, OTHER) == 3600  # the other service is not held
     path.write_text(desired_text(timeout="1800s"))  # a person decided
     clock.advance(2.0)
@@ -383,3 +388,28 @@ def test_a_crash_inside_a_pass_is_reported_and_the_loop_goes_on(
     assert b'cloudrun_reconciler_passes_total{result="crashed"} 1.0' in controller.metrics.render()
     next_pass(controller, clock)
     assert timeout_of(fleet) == 3600
+
+
+def test_one_service_name_in_two_regions_is_two_series_in_the_metrics(
+    emulator: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    services = as_found_services()
+    east = type(services[0])()
+    east.CopyFrom(services[0])
+    east.name = REFERENCE.replace("us-central1", "us-east1")
+    emulator.seed([*services, east])
+    text = (
+        "defaults: {project: demo-project}\nservices:\n"
+        "  - {name: cagent-api, region: us-central1, timeout: 3600s}\n"
+        "  - {name: cagent-api, region: us-east1, timeout: 300s}\n"
+    )
+    clock = ManualClock()
+    controller = make(tmp_path / "d.yaml", gateway, clock, text)
+    next_pass(controller, clock)
+    shown = controller.metrics.render().decode()
+    central = 'project="demo-project",region="us-central1",service="cagent-api"'
+    east = 'project="demo-project",region="us-east1",service="cagent-api"'
+    assert f'cloudrun_reconciler_drift_total{{field="template.timeout",{central}}} 1.0' in shown
+    assert f"cloudrun_reconciler_service_in_sync{{{central}}} 0.0" in shown  # drifted, then applied
+    assert f"cloudrun_reconciler_service_in_sync{{{east}}} 1.0" in shown  # already at 300 s
+    assert f'drift_total{{field="template.timeout",{east}}}' not in shown
