@@ -86,10 +86,10 @@ class FlapGuard:
         state.reverts.clear()
         return state.hold
 
-    def observe(self, key: ServiceKey, drifted: dict[str, str], now: float) -> list[Hold]:
-        """Given the drifted paths of a service (path → live-value fingerprint) as a pass saw them, end
-        the holds whose field is back in sync after a held change, or was left alone for the window;
-        return those ended."""
+    def observe(self, key: ServiceKey, drifted: dict[str, str], now: float, writer: str = "") -> list[Hold]:
+        """Given the drifted paths of a service (path → live-value fingerprint) as a pass saw them, and
+        who last wrote it, end the holds whose field is back in sync after a held change, or was left
+        alone for the window; return those ended. A held field changed again names its new writer."""
         ended = []
         for (service, path), state in self._fields.items():
             hold = state.hold
@@ -100,7 +100,9 @@ class FlapGuard:
                 ended.append(hold)
                 state.hold = None
             elif token is not None and token != hold.token:
-                state.hold = Hold(hold.path, hold.writer, hold.reverts, hold.since, now, token, True)
+                state.hold = Hold(
+                    hold.path, writer or hold.writer, hold.reverts, hold.since, now, token, True
+                )
         return ended
 
     def expire(self, now: float) -> list[tuple[ServiceKey, Hold]]:

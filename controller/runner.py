@@ -481,7 +481,7 @@ class Controller:
             return
         project = spec.key.project
         drifted = {c.path: fingerprint(c, c.old, project) for c in plan.changes}
-        for hold in self._flap.observe(spec.key, drifted, now):
+        for hold in self._flap.observe(spec.key, drifted, now, observed.last_modifier):
             _log.info("flap_guard_released", service=spec.name, field=hold.path, reason="the fight stopped")
         for path in outcome.reverted:
             engaged = self._flap.reverted(spec.key, path, observed.last_modifier, now)

@@ -288,6 +288,11 @@ def test_the_flap_guard_engages_names_the_writer_and_releases_on_a_spec_change(
         in controller.metrics.render()
     )
     assert timeout_of(fleet, OTHER) == 3600  # the other service is not held
+    set_timeout(fleet, 600, who="carol")  # another writer joins the fight: the condition names her now
+    controller.request()
+    controller.tick()
+    assert timeout_of(fleet) == 600
+    assert "changed back by user:carol@example.com" in condition(controller, "Conflict")["message"]
     path.write_text(desired_text(timeout="1800s"))  # a person decided
     clock.advance(2.0)
     controller.tick()
