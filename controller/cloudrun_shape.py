@@ -137,7 +137,8 @@ def _container(index: int, container: Any) -> ObservedContainer:
 def _env_value(env: Any) -> EnvValue:
     if env.HasField("value_source"):
         ref = env.value_source.secret_key_ref
-        return SecretRef(secret=ref.secret, version=ref.version or "latest")
+        # What the service holds, as it holds it: the desired file's rules are not the API's to obey.
+        return SecretRef.model_construct(secret=ref.secret, version=ref.version or "latest")
     return str(env.value)
 
 

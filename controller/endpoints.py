@@ -52,6 +52,7 @@ class EndpointServer:
 class _Handler(BaseHTTPRequestHandler):
     controller: Controller
     server_version = "cloudrun-reconciler"
+    timeout = 10  # a client that sends less than it announced is dropped, not waited on
 
     def log_message(self, *_: Any) -> None:  # health probes every few seconds would drown the logs
         pass
@@ -78,6 +79,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such endpoint: POST {parts.path}"})
             return
         service = parse_qs(parts.query).get("service", [None])[0]
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._json(411, {"error": "send the body with a Content-Length, not chunked"})
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -91,7 +95,10 @@ class _Handler(BaseHTTPRequestHandler):
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 self._json(400, {"error": f"the body is not JSON: {error}"})
                 return
-            named = body.get("service") if isinstance(body, dict) else None
+            if not isinstance(body, dict):
+                self._json(400, {"error": 'the body must be a JSON object: {"service": NAME} or {}'})
+                return
+            named = body.get("service")
             if named is not None and not isinstance(named, str):
                 self._json(400, {"error": '"service" must be a service name (a string)'})
                 return
@@ -105,8 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(document, indent=2).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client went away (or timed out): nobody is left to answer
+            self.close_connection = True

@@ -251,9 +251,9 @@ def _effective(
         latched = is_latched(found.observed if found else None)
         if target is not None and latched:
             services.append(escalated_spec(spec))
-        elif latched:  # on Cloud SQL, and the file no longer says how: leave its database URL as it is
+        elif latched:  # on Cloud SQL, and the file no longer says how: its URL and instances stay as they are
             env = {name: value for name, value in spec.env.items() if name != database_env(spec)}
-            services.append(spec.model_copy(update={"env": env}))
+            services.append(spec.model_copy(update={"env": env, "cloud_sql": None}))
         elif target is not None and found is not None and decision and decision.verdict is Verdict.ESCALATE:
             back = deescalated_at(found.observed)
             if back is not None and decision.predates(back):
@@ -376,6 +376,11 @@ def _decide_policy(
     observed = service_plan.observed
     writer = observed.last_modifier if observed and observed.last_modifier else "someone else"
     changed = f"{writer} changed {', '.join(others)} since this controller applied it"
+    if spec.out_of_band is OutOfBandPolicy.STOP and must:  # the move alone; nothing else is reverted
+        return _Decision(
+            tuple(c for c in service_plan.changes if c.path in must),
+            tuple(c.path for c in service_plan.changes if c.path not in must),
+        )
     if spec.out_of_band is OutOfBandPolicy.STOP:
         message = f"stopped (outOfBand: stop): {changed}; adopt it in the desired file, or revert it by hand"
         return _Decision(
@@ -517,7 +522,7 @@ def _verified(
         log.warning("revision_not_serving", revision=revision, share=observed.latest_share)
     split = len(decision.kept) - decision.held
     reported, held = decision.kept[:split], decision.kept[split:]
-    kept = f"; kept {', '.join(reported)} as changed by others (outOfBand: report)" if reported else ""
+    kept = f"; kept {', '.join(reported)} (outOfBand: {spec.out_of_band})" if reported else ""
     kept += f"; flap guard holds {', '.join(held)}: see the Conflict condition" if held else ""
     log.info(
         "applied",

@@ -154,6 +154,7 @@ class SignalReader:
         self._manage = manage_log_metrics
         self._on_call = on_call
         self._known: set[tuple[str, str]] = set()  # (project, metric name) known to exist
+        self._missing: set[tuple[str, str]] = set()  # found missing in the current read
 
     def close(self) -> None:
         self._metrics.transport.close()  # type: ignore[no-untyped-call]
@@ -182,16 +183,23 @@ class SignalReader:
         for spec in desired.services:
             if spec.escalation is not None:
                 groups[(spec.key.project, spec.escalation.window)].append(spec)
+        outage = ""  # an API that is down for one project is down for all: not waited on again this read
+        self._missing.clear()  # a missing metric is asked for once per read, however many groups need it
         for (project, _), specs in groups.items():
             if project in found.errors:
                 continue
+            if outage:
+                found.errors[project] = f"{outage} (not asked again in this pass)"
+                continue
             try:
                 self._read_project(project, specs, end, found)
+            except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as error:
+                outage = found.errors[project] = redact_text(f"{type(error).__name__}: {error}")
             except gexc.GoogleAPICallError as error:
                 found.errors[project] = redact_text(
                     f"{error.grpc_status_code or error.code}: {error.message}"
                 )
-            except gexc.GoogleAPIError as error:  # RetryError: a transient code outlived the retry budget
+            except gexc.GoogleAPIError as error:
                 found.errors[project] = redact_text(f"{type(error).__name__}: {error}")
             except (TransientError, PermanentError) as error:
                 found.errors[project] = str(error)
@@ -268,6 +276,8 @@ class SignalReader:
         name = metric.removeprefix(LOG_METRIC_PREFIX)
         if (project, name) in self._known:
             return True
+        if (project, name) in self._missing:
+            return False
         try:
             with self._call("GetLogMetric"):
                 self._log_metrics.get_log_metric(
@@ -275,6 +285,7 @@ class SignalReader:
                 )
         except gexc.NotFound:
             if not self._manage:
+                self._missing.add((project, name))
                 return False
             texts = CONTENTION_TEXTS if kind == "contention" else STORAGE_TEXTS
             description = f"SQLite {kind} errors in Cloud Run logs, counted for cloudrun-reconciler"

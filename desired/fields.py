@@ -143,8 +143,10 @@ def duration_at_least(minimum: int, why: str, maximum: int | None = None, maximu
     return Annotated[int, BeforeValidator(check), WithJsonSchema(_DURATION_SCHEMA)]
 
 
-_SECRET_NAME = re.compile(r"^(projects/[a-z0-9-]{1,63}/secrets/)?[A-Za-z0-9_-]{1,255}$")
-_SECRET_VERSION = re.compile(r"^(latest|[1-9][0-9]{0,18})$")
+# A name in this project, or `projects/P/secrets/S` (P a project id, number, or `example.com:id`).
+_SECRET_NAME = re.compile(r"^(projects/[a-z0-9.:-]{1,100}/secrets/)?[A-Za-z0-9_-]{1,255}$")
+# `latest`, a version number, or a version alias (letters, digits, - and _).
+_SECRET_VERSION = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 
 class SecretRef(StrictModel):
@@ -158,10 +160,10 @@ class SecretRef(StrictModel):
     """The secret's name in the service's project, or `projects/P/secrets/S` for another project's."""
     version: Annotated[
         str,
-        pattern(_SECRET_VERSION, "secret version (latest or a version number)"),
+        pattern(_SECRET_VERSION, "secret version (latest, a number or an alias)"),
         Field(json_schema_extra={"pattern": _SECRET_VERSION.pattern}),
     ] = "latest"
-    """The secret version, `latest` or a number; pin a number to roll out a new value deliberately."""
+    """The secret version: `latest`, a number, or an alias; pin one to roll out a new value deliberately."""
 
     def __str__(self) -> str:
         return f"secret:{self.secret}:{self.version}"

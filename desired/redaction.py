@@ -29,9 +29,10 @@ _PARAM_VALUE = re.compile(
     r"(?P<value>'[^']*'|[^&;\s#']+)"
 )
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}://")
-# Scheme-less DSNs at the start of a word: Go's `user:pass@tcp(host)/db`, Oracle's `user/pass@host`.
+# Scheme-less DSNs at the start of a word, or after a quote or bracket: Go's `user:pass@tcp(host)/db`,
+# Oracle's `user/pass@host`.
 _BARE_DSN = re.compile(
-    r"(?P<head>(?:^|(?<=\s))[\w.-]{1,64}[:/])(?P<secret>[^\s@:/]{1,200})(?P<tail>@[\w.-]*[(/:])"
+    r"(?P<head>(?:^|(?<=[\s'\"`(\[{=,]))[\w.-]{1,64}[:/])(?P<secret>[^\s@:/]{1,200})(?P<tail>@[\w.-]*[(/:])"
 )
 _TOKEN_LENGTH = 20  # a userinfo this long with no `:` is a token, not a user name
 # Split at ASCII whitespace keeping it, so joining gives the text back; Unicode spaces stay in the word.

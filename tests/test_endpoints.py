@@ -63,6 +63,8 @@ def post(port: int, body: bytes, length: str | None = None) -> tuple[int, dict[s
         (b"{}", "abc", 400),
         (b"{}", "-1", 400),
         (b"x" * 10, str(10**9), 400),  # a body past the cap is refused before it is read
+        (b'"cagent-api"', None, 400),  # not an object: never read as "the whole fleet"
+        (b"[]", None, 400),
     ],
 )
 def test_post_reconcile_answers_every_body(
@@ -73,3 +75,16 @@ def test_post_reconcile_answers_every_body(
     assert status == code, answer
     assert (code == 202) == bool(controller._requested)
     assert raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] in (200, 503), "still serving"
+
+
+def test_a_chunked_body_is_refused_not_read_as_the_whole_fleet(served: tuple[Controller, int]) -> None:
+    controller, port = served
+    body = b'{"service": "nope"}'
+    request = (
+        b"POST /reconcile HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    status, _ = raw(port, request)
+    assert status == 411 and not controller._requested

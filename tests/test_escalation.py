@@ -742,3 +742,75 @@ def test_a_point_counts_only_when_it_is_a_count(value: dict[str, Any], count: in
     from controller.signals import _count
 
     assert _count(TypedValue.pb(TypedValue(**value))) == count
+
+
+def test_a_latched_service_keeps_its_cloud_sql_instance_when_the_file_drops_escalation_but_not_cloud_sql(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    own = "demo-project:us-central1:reporting"
+    path = tmp_path / "d.yaml"
+    path.write_text(
+        DESIRED.replace("    timeout: 3600s\n", f"    timeout: 3600s\n    cloudSql: {{instances: [{own}]}}\n")
+    )
+    story = Story(reference, gateway, path)
+    story.controller.run_pass()
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story)
+    text = path.read_text()
+    path.write_text(text[: text.index("    escalation:")])
+    assert story.controller.poll_file()
+    story.minute(100)
+    volumes = {v.name: v for v in story.service().template.volumes}
+    assert set(volumes["cloudsql"].cloud_sql_instance.instances) == {own, CLOUD_SQL}, "still mounted"
+    assert story.env()["DATABASE_URL"] == "cagent-api-cloudsql-url"
+
+
+def test_under_outofband_stop_an_unrelated_change_does_not_block_the_escalation(
+    reference: Emulator, gateway: CloudRunServices, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.yaml"
+    path.write_text(DESIRED.replace("    timeout: 3600s\n", "    timeout: 3600s\n    outOfBand: stop\n"))
+    story = Story(reference, gateway, path)
+    story.controller.run_pass()
+    reference.store.edit(REFERENCE, lambda s: setattr(s.template.timeout, "seconds", 300), principal="user:x")
+    for _ in range(3):
+        story.minute(100, storage=3)
+    assert latched(story), "the move is written whatever the policy"
+    assert story.env()["DATABASE_URL"] == "cagent-api-cloudsql-url"
+    assert story.service().template.timeout.seconds == 300, "and their change is still not reverted"
+
+
+def test_an_outage_is_waited_on_once_per_pass_not_once_per_project(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    from desired import load_desired_text
+
+    specs = [load_desired_text(DESIRED.replace("demo-project", f"project-{n}")).services[0] for n in range(5)]
+    state = load_desired_text(DESIRED).model_copy(update={"services": specs})
+    reference.store.faults.fail_next("ListTimeSeries", 1000, grpc.StatusCode.UNAVAILABLE)
+    reader = SignalReader(*signal_clients(reference.address), retry_budget=0.3)
+    try:
+        found = reader.read(state, START)
+    finally:
+        reader.close()
+    assert sorted(found.errors) == [f"project-{n}" for n in range(5)]
+    assert sum("not asked again" in error for error in found.errors.values()) == 4
+
+
+def test_a_missing_log_metric_is_asked_for_once_per_read_across_window_lengths(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    from desired import load_desired_text
+
+    fast = load_desired_text(DESIRED).services[0]
+    slow = load_desired_text(
+        DESIRED.replace("window: 60s", "window: 300s").replace("name: cagent-api", "name: b")
+    ).services[0]
+    state = load_desired_text(DESIRED).model_copy(update={"services": [fast, slow]})
+    reader = SignalReader(*signal_clients(reference.address), retry_budget=0.3)
+    try:
+        reader.read(state, START)
+    finally:
+        reader.close()
+    assert reference.store.calls["GetLogMetric"] == 2, "two metrics, each asked once"

@@ -492,3 +492,37 @@ def test_a_steady_service_is_not_translated_or_planned_again_and_a_changed_one_i
     assert drifted.observed == observe(reference.store.get(REFERENCE))
     assert [change.path for change in drifted.changes] == ["template.timeout"]
     assert drifted == reconcile(desired, gateway, dry_run=True).plan.services[0]
+
+
+def test_a_service_read_with_a_secret_version_alias_never_stops_the_pass(
+    reference: Emulator, gateway: CloudRunServices
+) -> None:
+    """Cloud Run takes `latest`, a number or an alias; what the API holds is read, not judged by the file's
+    rules, even for a service the file does not declare."""
+    reference.store.seed(
+        service_from_dict(
+            {
+                "name": REFERENCE.replace("cagent-api", "billing"),
+                "template": {
+                    "containers": [
+                        {
+                            "image": "img:1",
+                            "env": [
+                                {
+                                    "name": "KEY",
+                                    "valueSource": {"secretKeyRef": {"secret": "k", "version": "prod"}},
+                                }
+                            ],
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    result = reconcile(root_desired(), gateway, dry_run=True)
+    assert [s.status for s in result.plan.services] == [PlanStatus.DRIFTED]
+    aliased = load_desired_text(
+        "defaults: {project: demo-project, region: us-central1}\n"
+        "services:\n  - name: billing\n    env:\n      KEY: {secret: k, version: prod}\n"
+    )
+    assert reconcile(aliased, gateway, dry_run=True).plan.services[0].status is PlanStatus.IN_SYNC

@@ -78,6 +78,8 @@ def test_unset_is_shown_as_unset() -> None:
             "app:***@tcp(10.0.0.5:3306)/orders?parseTime=true",
         ),
         ("scott/Hunter2Secret@db.example.com:1521/orcl", "scott/***@db.example.com:1521/orcl"),
+        ("version: 'app:Hunter2@tcp(db)/x' is not valid", "version: 'app:***@tcp(db)/x' is not valid"),
+        ('labels["app:Hunter2@tcp(db)/x"]', 'labels["app:***@tcp(db)/x"]'),
         (
             "https://maps.googleapis.com/maps/api/geocode/json?key=AIzaSyHunter2",
             "https://maps.googleapis.com/maps/api/geocode/json?key=***",
