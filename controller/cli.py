@@ -439,9 +439,17 @@ def _run(args: argparse.Namespace) -> int:
     )
     controller = Controller(settings, gateway, clock=SystemClock(), metrics=metrics, signals=signals)
     checked = controller.load_or_wait()  # an invalid file is reported; the loop waits for a valid one
-    for finding in checked.findings if checked else ():
+    for finding in checked.findings if checked else ():  # events like any other: JSON off a terminal
         if finding.severity is not Severity.NOTE:
-            print(finding.describe(), file=sys.stderr)
+            log.warning(
+                "desired_file_finding",
+                at=f"{finding.file}:{finding.line}:{finding.column}",
+                code=finding.code,
+                field=finding.field,
+                reason=finding.message,
+                fix=finding.fix,
+                finding_severity=str(finding.severity),
+            )
     settle_heap()
     try:
         server = EndpointServer(controller, args.port, args.host).start()

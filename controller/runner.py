@@ -91,10 +91,10 @@ def settle_heap() -> None:
 
 
 def read_decisions(
-    state: DesiredState, reader: SignalReader, end: datetime
+    state: DesiredState, reader: SignalReader, end: datetime, *, create: bool = True
 ) -> tuple[dict[ServiceKey, Decision], FleetSignals]:
     """Read the fleet's signals up to `end` and judge each service that declares an escalation."""
-    fleet = reader.read(state, end)
+    fleet = reader.read(state, end, create=create)
     decisions = {}
     for spec in state.services:
         escalation = spec.escalation
@@ -394,7 +394,7 @@ class Controller:
         if self.signals is None or not any(spec.escalation for spec in state.services):
             return {}
         end = self.clock.now() - timedelta(seconds=self.settings.signal_delay)
-        decisions, fleet = read_decisions(state, self.signals, end)
+        decisions, fleet = read_decisions(state, self.signals, end, create=not self.dry_run)
         self._escalations.fleet = fleet
         for created in fleet.created:
             _log.warning("log_metric_created", metric=created)
@@ -441,7 +441,9 @@ class Controller:
         name, ids = spec.name, service_labels(spec.key)
         for change in plan.changes:
             self.metrics.drift.labels(*ids, change.path).inc()
-        self.metrics.child(self.metrics.in_sync, *ids).set(1 if plan.status is PlanStatus.IN_SYNC else 0)
+        # in sync as the pass leaves it: an apply is verified against what the API answered
+        synced = plan.status is PlanStatus.IN_SYNC or outcome.result is ApplyResult.APPLIED
+        self.metrics.child(self.metrics.in_sync, *ids).set(1 if synced else 0)
         if outcome.result in (ApplyResult.APPLIED, ApplyResult.FAILED):
             self.metrics.applies.labels(*ids, outcome.result.value).inc()
             if spec.key in self._backoff:

@@ -155,6 +155,7 @@ class SignalReader:
         self._on_call = on_call
         self._known: set[tuple[str, str]] = set()  # (project, metric name) known to exist
         self._missing: set[tuple[str, str]] = set()  # found missing in the current read
+        self._create = True
 
     def close(self) -> None:
         self._metrics.transport.close()  # type: ignore[no-untyped-call]
@@ -173,7 +174,7 @@ class SignalReader:
         if self._on_call is not None:
             self._on_call(method, "OK")
 
-    def read(self, desired: DesiredState, end: datetime) -> FleetSignals:
+    def read(self, desired: DesiredState, end: datetime, *, create: bool = True) -> FleetSignals:
         """The windows ending at `end` (which should lie a few minutes in the past: Monitoring ingests late)
         of every service with an `escalation`."""
         found = FleetSignals()
@@ -183,6 +184,7 @@ class SignalReader:
         for spec in desired.services:
             if spec.escalation is not None:
                 groups[(spec.key.project, spec.escalation.window)].append(spec)
+        self._create = create  # a dry run reads; it creates no log-based metric
         outage = ""  # an API that is down for one project is down for all: not waited on again this read
         self._missing.clear()  # a missing metric is asked for once per read, however many groups need it
         for (project, _), specs in groups.items():
@@ -284,7 +286,7 @@ class SignalReader:
                     metric_name=f"projects/{project}/metrics/{name}", retry=self._retry, timeout=_TIMEOUT
                 )
         except gexc.NotFound:
-            if not self._manage:
+            if not (self._manage and self._create):
                 self._missing.add((project, name))
                 return False
             texts = CONTENTION_TEXTS if kind == "contention" else STORAGE_TEXTS

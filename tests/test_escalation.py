@@ -448,7 +448,14 @@ def test_a_transient_failure_of_the_escalation_is_tried_again_not_escalation_fai
 def test_dry_run_says_would_escalate_with_the_numbers_and_writes_nothing(
     reference: Emulator, gateway: CloudRunServices, tmp_path: Path
 ) -> None:
+    from google.cloud.logging_v2.types import LogMetric
+
     story = Story(reference, gateway, tmp_path / "d.yaml", dry_run=True)
+    story.minute(100)
+    assert reference.store.calls["CreateLogMetric"] == 0, "a dry run creates no log-based metric either"
+    for metric in (CONTENTION, STORAGE):
+        name = metric.rsplit("/", 1)[-1]
+        reference.log_metrics.create("projects/demo-project", LogMetric.pb(LogMetric(name=name, filter="x")))
     for _ in range(3):
         story.minute(100, contention=9)
     assert reference.store.calls["UpdateService"] == 0

@@ -415,6 +415,6 @@ def test_one_service_name_in_two_regions_is_two_series_in_the_metrics(
     central = 'project="demo-project",region="us-central1",service="cagent-api"'
     east = 'project="demo-project",region="us-east1",service="cagent-api"'
     assert f'cloudrun_reconciler_drift_total{{field="template.timeout",{central}}} 1.0' in shown
-    assert f"cloudrun_reconciler_service_in_sync{{{central}}} 0.0" in shown  # drifted, then applied
+    assert f"cloudrun_reconciler_service_in_sync{{{central}}} 1.0" in shown  # drifted, then applied
     assert f"cloudrun_reconciler_service_in_sync{{{east}}} 1.0" in shown  # already at 300 s
     assert f'drift_total{{field="template.timeout",{east}}}' not in shown
