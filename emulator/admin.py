@@ -121,7 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(200, self._seed(raw, query))
             else:
                 self._answer(200, route(json.loads(raw or "{}")))
-        except (ValueError, KeyError, TypeError, SeedError, ApiError, json_format.ParseError) as error:
+        except KeyError as error:  # a field the body lacks
+            self._answer(400, {"error": f"missing field {error}: see emulator/admin.py for each body"})
+        except (ValueError, TypeError, SeedError, ApiError, json_format.ParseError) as error:
             self._answer(400, {"error": str(error)})
 
     def _answer(self, status: int, document: Any) -> None:
