@@ -233,6 +233,13 @@ class Story:
             self.feed(requests, contention, storage, errors_5xx)
         self.controller.run_pass()
 
+    def escalate(self) -> None:
+        """Heal the drift, then hold a storage-error breach over the three windows: the service moves."""
+        self.controller.run_pass()
+        for _ in range(3):
+            self.minute(100, storage=3)
+        assert self.service().annotations.get(LATCH_ANNOTATION) == "cloudsql"
+
     def service(self) -> Any:
         return self.emulator.store.get(REFERENCE)
 
@@ -468,10 +475,7 @@ def test_dry_run_says_would_escalate_with_the_numbers_and_writes_nothing(
 def test_deescalate_is_the_one_way_back_and_a_dry_run_of_it_writes_nothing(
     story: Story, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    story.controller.run_pass()
-    for _ in range(3):
-        story.minute(100, storage=3)
-    assert latched(story)
+    story.escalate()
     monkeypatch.setenv(EMULATOR_HOST_ENV, story.emulator.address)
     updates = story.emulator.store.calls["UpdateService"]
 
@@ -576,10 +580,7 @@ class _DeescalatedDuringTheWrite:
 
 
 def test_a_deescalation_during_a_pass_is_not_undone_by_its_retry(story: Story) -> None:
-    story.controller.run_pass()
-    for _ in range(3):
-        story.minute(100, storage=3)
-    assert latched(story)
+    story.escalate()
     story.emulator.store.edit(REFERENCE, _set_env("LOG_LEVEL", "debug"), principal="user:x")
     story.emulator.store.edit(
         REFERENCE, lambda s: setattr(s.template.timeout, "seconds", 300), principal="user:x"
@@ -597,10 +598,7 @@ def test_a_deescalation_during_a_pass_is_not_undone_by_its_retry(story: Story) -
 def test_a_latched_service_stays_on_cloud_sql_when_the_file_drops_its_escalation(
     story: Story, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    story.controller.run_pass()
-    for _ in range(3):
-        story.minute(100, storage=3)
-    assert latched(story)
+    story.escalate()
     text = story.path.read_text()
     story.path.write_text(text[: text.index("    escalation:")])
     assert story.controller.poll_file()
@@ -760,10 +758,7 @@ def test_a_latched_service_keeps_its_cloud_sql_instance_when_the_file_drops_esca
         DESIRED.replace("    timeout: 3600s\n", f"    timeout: 3600s\n    cloudSql: {{instances: [{own}]}}\n")
     )
     story = Story(reference, gateway, path)
-    story.controller.run_pass()
-    for _ in range(3):
-        story.minute(100, storage=3)
-    assert latched(story)
+    story.escalate()
     text = path.read_text()
     path.write_text(text[: text.index("    escalation:")])
     assert story.controller.poll_file()
