@@ -260,10 +260,13 @@ def _validate(args: argparse.Namespace) -> int:
     args.file = args.file or args.file_option or DEFAULT_FILE
     try:
         checked = check_desired(args.file)
-    except DesiredStateError as error:
-        if args.output != "json":
-            raise
-        print(json.dumps({"valid": False, "findings": [f.as_dict() for f in error.findings]}, indent=2))
+    except DesiredStateError as error:  # the same report as a loaded file's, on the same stream
+        if args.output == "json":
+            print(json.dumps({"valid": False, "findings": [f.as_dict() for f in error.findings]}, indent=2))
+        else:
+            for finding in error.findings:
+                print(finding.describe())
+            print(f"{args.file}: {len(error.findings)} error(s); not loaded")
         return EXIT_ERROR
     if args.output == "json":
         document = {"valid": not checked.has_errors, "findings": [f.as_dict() for f in checked.findings]}

@@ -175,7 +175,8 @@ def decide(spec: EscalationSpec, windows: Sequence[Window], missing: Sequence[st
             break
         streak += 1
     if streak >= needed and len(judged) >= needed:
-        return decision(Verdict.ESCALATE, f"breached in {streak} consecutive windows: {judged[-1].why}")
+        held = f"{streak} consecutive windows" if streak > 1 else "the window"
+        return decision(Verdict.ESCALATE, f"breached in {held}: {judged[-1].why}")
     if streak:
         return decision(
             Verdict.BREACHING, f"breached in {streak} of {needed} consecutive windows: {judged[-1].why}"
