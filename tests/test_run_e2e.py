@@ -8,7 +8,6 @@ import json
 import os
 import random
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +181,7 @@ def test_sigterm_with_writes_in_flight_on_several_workers_exits_within_the_grace
         eventually(
             lambda: http("GET", f"{admin}/v1/calls")[1].get("UpdateService", 0) >= 3, "three writes in flight"
         )
-        started = time.monotonic()
-        assert running.stop(timeout=8.0) == 0
-        assert time.monotonic() - started < 6.0
+        assert running.stop(timeout=8.0) == 0  # gone within Cloud Run's 10 s, not when the writes end (60 s)
         assert '"shutdown_abandoned"' in running.log()
 
 
