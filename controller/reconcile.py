@@ -206,9 +206,8 @@ def reconcile(
             message = "not started: the pass was cut short (pass timeout or shutdown)"
             return ServiceOutcome(spec.key, ApplyResult.SKIPPED, message, (), etag, etag)
         hold = held.get(spec.key, frozenset())
-        must = frozenset(
-            c.path for c in service_plan.changes if spec.key in escalating and is_escalation_change(c, spec)
-        )
+        escalates = spec.key in escalating
+        must = frozenset(c.path for c in service_plan.changes if escalates and is_escalation_change(c, spec))
         return _apply_service(spec, service_plan, live[spec.key], gateway, log, hold, must)
 
     def each(spec: ServiceSpec, service_plan: ServicePlan) -> ServiceOutcome:
@@ -492,7 +491,7 @@ def _write(
 
 def _escalation_state(observed: ObservedService) -> tuple[bool, str]:
     """What the service holds of its escalation: the latch, and when it was last deescalated."""
-    return is_latched(observed), dict(observed.annotations).get(DEESCALATED_ANNOTATION, "")
+    return is_latched(observed), observed.annotation(DEESCALATED_ANNOTATION) or ""
 
 
 def _verified(

@@ -154,8 +154,6 @@ class SignalReader:
         self._manage = manage_log_metrics
         self._on_call = on_call
         self._known: set[tuple[str, str]] = set()  # (project, metric name) known to exist
-        self._missing: set[tuple[str, str]] = set()  # found missing in the current read
-        self._create = True
 
     def close(self) -> None:
         self._metrics.transport.close()  # type: ignore[no-untyped-call]
@@ -184,9 +182,7 @@ class SignalReader:
         for spec in desired.services:
             if spec.escalation is not None:
                 groups[(spec.key.project, spec.escalation.window)].append(spec)
-        self._create = create  # a dry run reads; it creates no log-based metric
         outage = ""  # an API that is down for one project is down for all: not waited on again this read
-        self._missing.clear()  # a missing metric is asked for once per read, however many groups need it
         for (project, _), specs in groups.items():
             if project in found.errors:
                 continue
@@ -194,7 +190,7 @@ class SignalReader:
                 found.errors[project] = f"{outage} (not asked again in this pass)"
                 continue
             try:
-                self._read_project(project, specs, end, found)
+                self._read_project(project, specs, end, found, create=create)  # a dry run creates none
             except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as error:
                 outage = found.errors[project] = redact_text(f"{type(error).__name__}: {error}")
             except gexc.GoogleAPICallError as error:
@@ -208,7 +204,7 @@ class SignalReader:
         return found
 
     def _read_project(
-        self, project: str, specs: list[ServiceSpec], end: datetime, found: FleetSignals
+        self, project: str, specs: list[ServiceSpec], end: datetime, found: FleetSignals, *, create: bool
     ) -> None:
         escalations = [spec.escalation for spec in specs if spec.escalation is not None]
         period = escalations[0].window  # one length per group
@@ -228,7 +224,7 @@ class SignalReader:
                 if any(e.contention and e.contention.metric == metric for e in escalations)
                 else "storage"
             )
-            if not self._log_metric_exists(project, metric, kind, found):
+            if not self._log_metric_exists(project, metric, kind, found, create=create):
                 missing.append(metric)
                 continue
             series = self._series(project, metric, period, count, end, LOG_METRIC_GROUP_BY)
@@ -271,14 +267,16 @@ class SignalReader:
                     found.append(({**dict(series.resource.labels), **dict(series.metric.labels)}, points))
         return found
 
-    def _log_metric_exists(self, project: str, metric: str, kind: str, found: FleetSignals) -> bool:
+    def _log_metric_exists(
+        self, project: str, metric: str, kind: str, found: FleetSignals, *, create: bool
+    ) -> bool:
         """Whether a log-based metric exists; created when missing and managed. Other metrics are assumed."""
         if not metric.startswith(LOG_METRIC_PREFIX) or self._log_metrics is None:
             return True
         name = metric.removeprefix(LOG_METRIC_PREFIX)
         if (project, name) in self._known:
             return True
-        if (project, name) in self._missing:
+        if metric in found.missing.get(project, ()):  # found missing by this read's other window length
             return False
         try:
             with self._call("GetLogMetric"):
@@ -286,8 +284,7 @@ class SignalReader:
                     metric_name=f"projects/{project}/metrics/{name}", retry=self._retry, timeout=_TIMEOUT
                 )
         except gexc.NotFound:
-            if not (self._manage and self._create):
-                self._missing.add((project, name))
+            if not (self._manage and create):
                 return False
             texts = CONTENTION_TEXTS if kind == "contention" else STORAGE_TEXTS
             description = f"SQLite {kind} errors in Cloud Run logs, counted for cloudrun-reconciler"
